@@ -1,0 +1,6 @@
+//! The v3 resources, one module each.
+
+pub mod nodes;
+pub mod pools;
+pub mod sessions;
+pub mod tenants;

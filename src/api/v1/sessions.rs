@@ -1,0 +1,295 @@
+//! `/sessions`: ask for nodes, look at what you hold, extend or give it back.
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde_json::Value;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::api::error::ApiError;
+use crate::api::validate::{self, Fields, Issue};
+use crate::api::wire::{SessionOut, envelope};
+use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::engine::sessions::{ExpiresAt, NodesSpec, SessionUpdate};
+
+/// The largest `quantity` a spec may ask for (the original's integer column).
+const MAX_QUANTITY: i64 = i32::MAX as i64;
+
+/// The session routes.
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("sessions")
+        .and(warp::get())
+        .and(auth_header())
+        .and(with_state(state.clone()))
+        .then(list_sessions)
+        .map(reply);
+    let create = warp::path!("sessions")
+        .and(warp::post())
+        .and(auth_header())
+        .and(body())
+        .and(with_state(state.clone()))
+        .then(create_session)
+        .map(reply);
+    let show = warp::path!("sessions" / String)
+        .and(warp::get())
+        .and(auth_header())
+        .and(with_state(state.clone()))
+        .then(show_session)
+        .map(reply);
+    let update = warp::path!("sessions" / String)
+        .and(warp::put())
+        .and(auth_header())
+        .and(body())
+        .and(with_state(state))
+        .then(update_session)
+        .map(reply);
+    list.or(create)
+        .unify()
+        .or(show)
+        .unify()
+        .or(update)
+        .unify()
+        .boxed()
+}
+
+/// Lists active sessions: a tenant's own, or all of them for admins and anonymous readers.
+pub async fn list_sessions(auth: Option<String>, state: State) -> Result<Response, ApiError> {
+    let requester = auth::optional(&state, auth.as_deref()).await?;
+    if requester.is_none() && !state.engine.config().app.anonymous_read {
+        return Err(ApiError::NotAuthenticated);
+    }
+    let views = state.engine.active_sessions(requester.as_ref()).await?;
+    let sessions: Vec<SessionOut> = views
+        .iter()
+        .map(|v| match requester {
+            Some(_) => SessionOut::new(v, &state.engine),
+            None => SessionOut::anonymous(v),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &envelope("get", "sessions", sessions)))
+}
+
+/// Shows one session to its tenant or an admin.
+pub async fn show_session(
+    id: String,
+    auth: Option<String>,
+    state: State,
+) -> Result<Response, ApiError> {
+    let requester = auth::require(&state, auth.as_deref()).await?;
+    let id = validate::path_id(&id, "id")?;
+    let view = state.engine.session(&requester, id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &envelope("get", "session", SessionOut::new(&view, &state.engine)),
+    ))
+}
+
+/// Grants a session: all the nodes asked for, or none.
+pub async fn create_session(
+    auth: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let requester = auth::require(&state, auth.as_deref()).await?;
+    let (tenant_id, specs) = parse_request(&body)?;
+    let view = state
+        .engine
+        .request_session(&requester, tenant_id, specs)
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &envelope("post", "session", SessionOut::new(&view, &state.engine)),
+    ))
+}
+
+/// Retires, extends or marks a session.
+pub async fn update_session(
+    id: String,
+    auth: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let requester = auth::require(&state, auth.as_deref()).await?;
+    let id = validate::path_id(&id, "id");
+    let update = parse_update(&body);
+    let (id, update) = match (id, update) {
+        (Ok(id), Ok(update)) => (id, update),
+        (id, update) => {
+            let mut errors = id.err().unwrap_or_default();
+            errors.extend(update.err().unwrap_or_default());
+            return Err(ApiError::Validation(errors));
+        }
+    };
+    let view = state.engine.update_session(&requester, id, update).await?;
+    Ok(json(
+        StatusCode::OK,
+        &envelope("put", "session", SessionOut::new(&view, &state.engine)),
+    ))
+}
+
+/// `{"tenant_id": int|null?, "nodes_specs": [{"pool": str, "quantity": int>=1}, …]}`.
+fn parse_request(body: &[u8]) -> Result<(Option<i64>, Vec<NodesSpec>), ApiError> {
+    let value = validate::parse_json(body)?;
+    let mut errors = Vec::new();
+    let mut parsed = None;
+    if let Some(mut f) = Fields::of(&value, vec!["body".into()], &mut errors) {
+        let tenant_id = f.optional("tenant_id", validate::integer);
+        let items = f
+            .required("nodes_specs", validate::array)
+            .unwrap_or_default();
+        let mut specs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let mut loc = f.loc("nodes_specs");
+            loc.push(i.into());
+            if let Some(mut spec) = Fields::of(item, loc, f.errors()) {
+                let pool = spec.required("pool", validate::string);
+                let quantity = spec.required("quantity", validate::integer_in(1, MAX_QUANTITY));
+                if let (Some(pool), Some(quantity)) = (pool, quantity) {
+                    specs.push(NodesSpec { pool, quantity });
+                }
+            }
+        }
+        parsed = Some((tenant_id, specs));
+    }
+    match parsed {
+        Some(parsed) if errors.is_empty() => Ok(parsed),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// `{"active": bool?, "expires_at": datetime | "+1h" | null?, "fail_nodes": bool?}`.
+fn parse_update(body: &[u8]) -> Result<SessionUpdate, Vec<validate::FieldError>> {
+    let value = validate::parse_json(body)?;
+    let mut errors = Vec::new();
+    let update = Fields::of(&value, vec!["body".into()], &mut errors).map(|mut f| SessionUpdate {
+        active: f.optional("active", validate::boolean),
+        expires_at: f.optional("expires_at", expires_at),
+        fail_nodes: f.optional("fail_nodes", validate::boolean),
+    });
+    match update {
+        Some(update) if errors.is_empty() => Ok(update),
+        _ => Err(errors),
+    }
+}
+
+/// A new expiry: a signed duration (`+3h30m`, `-2d`) or a datetime; a datetime with an
+/// offset is converted to UTC (D#5), a naive one is UTC. Numbers are rejected (D#4).
+fn expires_at(v: &Value) -> Result<ExpiresAt, Issue> {
+    let invalid = || {
+        Issue::value_error(
+            "expected a datetime such as 2026-11-22T10:00:00Z or a signed duration such as +1h or -30m",
+        )
+    };
+    let text = v.as_str().ok_or_else(invalid)?.trim();
+    if text.starts_with(['+', '-']) {
+        return crate::config::parse_api_duration(text)
+            .map(ExpiresAt::Delta)
+            .map_err(Issue::value_error);
+    }
+    parse_datetime(text).map(ExpiresAt::At).ok_or_else(invalid)
+}
+
+/// ISO-8601 as pydantic reads it: `T` or space, optional fraction, optional `Z` or offset;
+/// a bare date means midnight.
+fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    const WITH_OFFSET: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+    ];
+    const NAIVE: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ];
+    let text = text
+        .strip_suffix(['Z', 'z'])
+        .map_or_else(|| text.to_owned(), |t| format!("{t}+00:00"));
+    WITH_OFFSET
+        .iter()
+        .find_map(|f| DateTime::parse_from_str(&text, f).ok())
+        .map(|t| t.naive_utc())
+        .or_else(|| {
+            NAIVE
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(&text, f).ok())
+        })
+        .or_else(|| {
+            NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .map(crate::store::truncate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn datetimes_with_offsets_are_converted_to_utc() {
+        let t = parse_datetime("2026-11-22T10:00:00+02:00").unwrap();
+        assert_eq!(t.to_string(), "2026-11-22 08:00:00");
+        for text in [
+            "2026-11-22T08:00:00Z",
+            "2026-11-22T08:00:00",
+            "2026-11-22 08:00:00",
+            "2026-11-22T08:00",
+        ] {
+            assert_eq!(
+                parse_datetime(text).unwrap().to_string(),
+                "2026-11-22 08:00:00",
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_datetime("2026-11-22T08:00:00.5Z")
+                .unwrap()
+                .to_string(),
+            "2026-11-22 08:00:00.500"
+        );
+        assert_eq!(
+            parse_datetime("2026-11-22").unwrap().to_string(),
+            "2026-11-22 00:00:00"
+        );
+        assert!(parse_datetime("1h").is_none());
+        assert!(parse_datetime("2026-13-01").is_none());
+    }
+
+    #[test]
+    fn expiry_needs_a_sign_or_a_date() {
+        assert!(matches!(expires_at(&json!("+1h")), Ok(ExpiresAt::Delta(_))));
+        assert!(matches!(expires_at(&json!("-2d")), Ok(ExpiresAt::Delta(_))));
+        assert!(expires_at(&json!("1h")).is_err());
+        assert!(expires_at(&json!(3600)).is_err());
+        assert!(matches!(
+            expires_at(&json!("2026-11-22T10:00:00Z")),
+            Ok(ExpiresAt::At(_))
+        ));
+    }
+
+    #[test]
+    fn requests_report_every_bad_spec() {
+        let body = br#"{"nodes_specs": [{"pool": "a", "quantity": 0}, {"quantity": "x"}, 5]}"#;
+        let Err(ApiError::Validation(errors)) = parse_request(body) else {
+            panic!()
+        };
+        let kinds: Vec<_> = errors.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "greater_than_equal",
+                "missing",
+                "int_parsing",
+                "model_attributes_type"
+            ]
+        );
+        let (tenant, specs) = parse_request(br#"{"tenant_id": null, "nodes_specs": []}"#).unwrap();
+        assert_eq!((tenant, specs.len()), (None, 0));
+    }
+}

@@ -1,0 +1,322 @@
+//! The v3 JSON shapes. Key order is part of the contract (`duffy client --format json`
+//! prints keys as the server sends them), so every shape is a struct whose fields are
+//! declared in the original's order (`v3-api.md` §4).
+
+use chrono::NaiveDateTime;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::config::seconds_json;
+use crate::engine::pools::Levels;
+use crate::engine::sessions::SessionView;
+use crate::engine::{Effective, Engine, seconds};
+use crate::store::nodes::Node;
+use crate::store::tenants::Tenant;
+
+/// What `ssh_key` and a kept `api_key` show instead of the secret.
+pub const MASK: &str = "**********";
+
+/// A timestamp as the original writes it: `2026-11-22T08:36:26.300890Z`, microseconds only
+/// when non-zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ts(pub NaiveDateTime);
+
+impl Serialize for Ts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_ts(self.0))
+    }
+}
+
+/// Formats a timestamp the way the API shows it.
+pub fn format_ts(t: NaiveDateTime) -> String {
+    if t.and_utc().timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+}
+
+/// `{"action": …, "<key>": …}`: every success body.
+pub fn envelope(action: &str, key: &str, value: impl Serialize) -> Value {
+    let mut map = Map::with_capacity(2);
+    map.insert("action".into(), Value::from(action));
+    // Our shapes are plain structs and maps: serializing them cannot fail.
+    map.insert(
+        key.into(),
+        serde_json::to_value(value).unwrap_or(Value::Null),
+    );
+    Value::Object(map)
+}
+
+/// A tenant (`v3-api.md` §4).
+#[derive(Debug, Serialize)]
+pub struct TenantOut<'a> {
+    retired_at: Option<Ts>,
+    active: bool,
+    created_at: Ts,
+    name: &'a str,
+    is_admin: bool,
+    ssh_key: &'a str,
+    node_quota: Option<i64>,
+    session_lifetime: Option<Value>,
+    session_lifetime_max: Option<Value>,
+    id: i64,
+    effective_node_quota: i64,
+    effective_session_lifetime: f64,
+    effective_session_lifetime_max: f64,
+    /// Absent normally; a string or null in create and update responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<Option<String>>,
+}
+
+impl<'a> TenantOut<'a> {
+    /// A tenant with its secrets masked.
+    pub fn new(tenant: &'a Tenant, effective: Effective) -> Self {
+        TenantOut {
+            retired_at: tenant.retired_at.map(Ts),
+            active: tenant.is_active(),
+            created_at: Ts(tenant.created_at),
+            name: &tenant.name,
+            is_admin: tenant.is_admin,
+            ssh_key: MASK,
+            node_quota: tenant.node_quota,
+            session_lifetime: tenant.session_lifetime.map(|s| seconds_json(seconds(s))),
+            session_lifetime_max: tenant
+                .session_lifetime_max
+                .map(|s| seconds_json(seconds(s))),
+            id: tenant.id,
+            effective_node_quota: effective.node_quota,
+            effective_session_lifetime: seconds_f64(effective.session_lifetime),
+            effective_session_lifetime_max: seconds_f64(effective.session_lifetime_max),
+            api_key: None,
+        }
+    }
+
+    /// Shows the plain SSH key (create response only).
+    pub fn with_plain_ssh_key(mut self, tenant: &'a Tenant) -> Self {
+        self.ssh_key = &tenant.ssh_key;
+        self
+    }
+
+    /// Adds `api_key` (create and update responses).
+    pub fn with_api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+}
+
+fn seconds_f64(d: chrono::TimeDelta) -> f64 {
+    crate::engine::as_seconds(d)
+}
+
+/// The short tenant shown to anonymous readers (D#1).
+#[derive(Debug, Serialize)]
+pub struct TenantBrief<'a> {
+    id: i64,
+    name: &'a str,
+}
+
+/// A session's tenant: full for tenants, brief for anonymous readers.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+#[expect(clippy::large_enum_variant, reason = "built once per session in a response")]
+enum SessionTenant<'a> {
+    Full(TenantOut<'a>),
+    Brief(TenantBrief<'a>),
+}
+
+/// A session (`v3-api.md` §4).
+#[derive(Debug, Serialize)]
+pub struct SessionOut<'a> {
+    retired_at: Option<Ts>,
+    active: bool,
+    created_at: Ts,
+    id: i64,
+    expires_at: Option<Ts>,
+    tenant: SessionTenant<'a>,
+    data: &'a Map<String, Value>,
+    nodes: Vec<SessionNodeOut<'a>>,
+}
+
+impl<'a> SessionOut<'a> {
+    /// A session as an authenticated tenant sees it.
+    pub fn new(view: &'a SessionView, engine: &Engine) -> Self {
+        Self::build(
+            view,
+            SessionTenant::Full(TenantOut::new(&view.tenant, engine.effective(&view.tenant))),
+        )
+    }
+
+    /// A session as an anonymous reader sees it: the tenant is only id and name.
+    pub fn anonymous(view: &'a SessionView) -> Self {
+        Self::build(
+            view,
+            SessionTenant::Brief(TenantBrief {
+                id: view.tenant.id,
+                name: &view.tenant.name,
+            }),
+        )
+    }
+
+    fn build(view: &'a SessionView, tenant: SessionTenant<'a>) -> Self {
+        let active = view.session.is_active();
+        SessionOut {
+            retired_at: view.session.retired_at.map(Ts),
+            active,
+            created_at: Ts(view.session.created_at),
+            id: view.session.id,
+            expires_at: view.session.expires_at.map(Ts),
+            tenant,
+            data: &view.session.data.0,
+            nodes: view
+                .nodes
+                .iter()
+                .map(|n| SessionNodeOut::new(n, active))
+                .collect(),
+        }
+    }
+}
+
+/// A node inside a session: built from the node as it is now, `state` null once the
+/// session is retired, `comment` always null.
+#[derive(Debug, Serialize)]
+pub struct SessionNodeOut<'a> {
+    hostname: Option<&'a str>,
+    ipaddr: Option<&'a str>,
+    comment: Option<&'a str>,
+    pool: Option<&'a str>,
+    reusable: bool,
+    data: &'a Map<String, Value>,
+    id: i64,
+    state: Option<&'static str>,
+}
+
+impl<'a> SessionNodeOut<'a> {
+    fn new(node: &'a Node, session_active: bool) -> Self {
+        SessionNodeOut {
+            hostname: node.hostname.as_deref(),
+            ipaddr: node.ipaddr.as_deref(),
+            comment: None,
+            pool: node.pool.as_deref(),
+            reusable: node.reusable,
+            data: &node.data.0,
+            id: node.id,
+            state: session_active.then(|| node.state.as_str()),
+        }
+    }
+}
+
+/// A node (`v3-api.md` §4), with our `used_count` at the end.
+#[derive(Debug, Serialize)]
+pub struct NodeOut<'a> {
+    retired_at: Option<Ts>,
+    active: bool,
+    created_at: Ts,
+    hostname: Option<&'a str>,
+    ipaddr: Option<&'a str>,
+    comment: Option<&'a str>,
+    pool: Option<&'a str>,
+    reusable: bool,
+    data: &'a Map<String, Value>,
+    id: i64,
+    state: &'static str,
+    used_count: i64,
+}
+
+impl<'a> NodeOut<'a> {
+    /// A node as the API shows it.
+    pub fn new(node: &'a Node) -> Self {
+        NodeOut {
+            retired_at: node.retired_at.map(Ts),
+            active: node.retired_at.is_none(),
+            created_at: Ts(node.created_at),
+            hostname: node.hostname.as_deref(),
+            ipaddr: node.ipaddr.as_deref(),
+            comment: node.comment.as_deref(),
+            pool: node.pool.as_deref(),
+            reusable: node.reusable,
+            data: &node.data.0,
+            id: node.id,
+            state: node.state.as_str(),
+            used_count: node.used_count,
+        }
+    }
+}
+
+/// A pool in a list: `{"name", "fill-level"}`.
+#[derive(Debug, Serialize)]
+pub struct PoolOut<'a> {
+    name: &'a str,
+    #[serde(rename = "fill-level")]
+    fill_level: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    levels: Option<LevelsOut>,
+}
+
+impl<'a> PoolOut<'a> {
+    /// The concise form of `GET /pools`.
+    pub fn concise(name: &'a str, fill_level: Option<u32>) -> Self {
+        PoolOut {
+            name,
+            fill_level,
+            levels: None,
+        }
+    }
+
+    /// The verbose form of `GET /pools/{name}`.
+    pub fn verbose(name: &'a str, fill_level: Option<u32>, levels: Levels) -> Self {
+        PoolOut {
+            name,
+            fill_level,
+            levels: Some(levels.into()),
+        }
+    }
+}
+
+/// A pool's node counts, in the original's key order.
+#[derive(Debug, Serialize)]
+pub struct LevelsOut {
+    provisioning: i64,
+    ready: i64,
+    contextualizing: i64,
+    deployed: i64,
+    deprovisioning: i64,
+}
+
+impl From<Levels> for LevelsOut {
+    fn from(l: Levels) -> Self {
+        LevelsOut {
+            provisioning: l.provisioning,
+            ready: l.ready,
+            contextualizing: l.contextualizing,
+            deployed: l.deployed,
+            deprovisioning: l.deprovisioning,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn timestamps_show_microseconds_only_when_set() {
+        let t = NaiveDate::from_ymd_opt(2026, 11, 22)
+            .unwrap()
+            .and_hms_opt(2, 36, 26)
+            .unwrap();
+        assert_eq!(format_ts(t), "2026-11-22T02:36:26Z");
+        let t = t + chrono::TimeDelta::microseconds(300_890);
+        assert_eq!(format_ts(t), "2026-11-22T02:36:26.300890Z");
+    }
+
+    #[test]
+    fn envelopes_put_action_first() {
+        let v = envelope("get", "pools", vec![PoolOut::concise("p", Some(3))]);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"action":"get","pools":[{"name":"p","fill-level":3}]}"#
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Putting the service together: database, engine, background jobs and the API, on a
+//! listener the caller bound (tests bind port 0), until a cancellation token fires.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, DatabaseUrl};
+use crate::contextualize::Ssh;
+use crate::engine::jobs::{EnforceDeadlines, Jobs};
+use crate::engine::{self, Engine, EngineError};
+use crate::mechanisms::{self, Mechanisms};
+use crate::store::{Db, StoreError};
+use crate::{api, store};
+
+/// How long shutdown waits for running mechanism runs.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The service could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration lacks what the engine needs.
+    #[error(transparent)]
+    Setup(#[from] engine::SetupError),
+    /// A pool's mechanism cannot be set up.
+    #[error(transparent)]
+    Mechanism(#[from] mechanisms::SetupError),
+    /// Start-up reconciliation failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Choices the command line (or a test) makes about a running service.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Run the background jobs (tests turn them off and call `tick()` themselves).
+    pub background_jobs: bool,
+    /// How long shutdown waits for mechanism runs.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            background_jobs: true,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// A service ready to run.
+pub struct App {
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    options: AppOptions,
+}
+
+/// Where Duffy keeps its files when the configuration does not say:
+/// `$XDG_DATA_HOME/duffy`, else `~/.local/share/duffy`.
+pub fn data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".local").join("share"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("duffy")
+}
+
+/// The database to use: the configured one, else an SQLite file in the data directory.
+pub fn database_url(config: &Config) -> DatabaseUrl {
+    config
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(|| DatabaseUrl::Sqlite {
+            path: data_dir().join("duffy.db"),
+        })
+}
+
+/// Opens and migrates the configured database.
+pub async fn open_database(config: &Config) -> Result<Db, StoreError> {
+    let db = Db::connect(&database_url(config)).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Builds an engine on a migrated database with the pools' mechanisms.
+pub fn build_engine(config: Arc<Config>, db: Db) -> Result<Engine, AppError> {
+    let mechanisms = Mechanisms::from_config(&config)?;
+    Ok(Engine::new(
+        db,
+        config,
+        mechanisms,
+        Arc::new(Ssh::default()),
+    )?)
+}
+
+impl App {
+    /// Assembles the service on `listener`.
+    pub fn new(engine: Arc<Engine>, listener: TcpListener, options: AppOptions) -> App {
+        App {
+            engine,
+            listener,
+            options,
+        }
+    }
+
+    /// The engine, for tests and for the first-admin set-up.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Where the API listens (the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Reconciles what a previous run left behind, starts the background jobs and serves the
+    /// API until `shutdown` fires; then stops the jobs and closes the database.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let tracker = TaskTracker::new();
+        let jobs = if self.options.background_jobs {
+            EnforceDeadlines::new(self.engine.clone())
+                .reconcile(&tracker)
+                .await?;
+            Some(Jobs::start(
+                self.engine.clone(),
+                shutdown.child_token(),
+                tracker,
+            ))
+        } else {
+            None
+        };
+        api::serve(
+            self.listener,
+            api::State {
+                engine: self.engine.clone(),
+            },
+            shutdown,
+        )
+        .await;
+        tracing::info!("API stopped; stopping background jobs");
+        if let Some(jobs) = jobs {
+            jobs.shutdown(self.options.shutdown_grace).await;
+        }
+        self.engine.db().close().await;
+        Ok(())
+    }
+}
+
+/// Creates the first admin when the database has no tenant at all; returns its name and
+/// plain API key (shown once by the caller).
+pub async fn ensure_first_admin(engine: &Engine) -> Result<Option<(String, String)>, EngineError> {
+    if store::tenants::count(engine.db()).await? > 0 {
+        return Ok(None);
+    }
+    let (tenant, key) = engine
+        .create_tenant(engine::tenants::TenantRequest {
+            name: "admin".into(),
+            ssh_key: String::new(),
+            is_admin: true,
+            node_quota: None,
+            session_lifetime: None,
+            session_lifetime_max: None,
+        })
+        .await?;
+    Ok(Some((tenant.name, key)))
+}

@@ -1,0 +1,337 @@
+//! `duffy admin`: tenants managed directly in the database, with the original's output
+//! lines (`cli.md` §3) so that scripts around them keep working.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use clap::{ArgAction, Args, Subcommand};
+use uuid::Uuid;
+
+use crate::app;
+use crate::config::{LoadedConfig, parse_config_duration_str, python_timedelta};
+use crate::contextualize::Ssh;
+use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
+use crate::engine::{Engine, EngineError, seconds};
+use crate::mechanisms::Mechanisms;
+use crate::store::tenants::Tenant;
+
+/// The `admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// List tenants, one per line, sorted by name.
+    ListTenants(ListArgs),
+    /// Show one tenant.
+    ShowTenant {
+        /// Tenant name.
+        name: String,
+    },
+    /// Create a tenant and print its API key.
+    CreateTenant(CreateArgs),
+    /// Retire (or unretire) a tenant.
+    RetireTenant(RetireArgs),
+    /// Change a tenant's keys, quota or lifetimes.
+    UpdateTenant(UpdateArgs),
+}
+
+/// `list-tenants [--quiet/--no-quiet] [--active/--all]`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print only the names.
+    #[arg(long, overrides_with = "no_quiet")]
+    quiet: bool,
+    /// Print `OK: <name>` lines (the default).
+    #[arg(long = "no-quiet", overrides_with = "quiet")]
+    no_quiet: bool,
+    /// Only active tenants (the default).
+    #[arg(long, overrides_with = "all")]
+    active: bool,
+    /// Retired tenants too.
+    #[arg(long, overrides_with = "active")]
+    all: bool,
+}
+
+/// `create-tenant NAME SSH_KEY [options]`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Tenant name.
+    name: String,
+    /// SSH public key(s) for the tenant's nodes.
+    ssh_key: String,
+    /// Give the tenant admin powers.
+    #[arg(long = "is-admin", overrides_with = "no_is_admin")]
+    is_admin: bool,
+    /// No admin powers (the default).
+    #[arg(long = "no-is-admin", overrides_with = "is_admin")]
+    no_is_admin: bool,
+    /// Node quota, or `none` for the default.
+    #[arg(long = "node-quota", value_parser = parse_quota)]
+    node_quota: Option<Option<i64>>,
+    /// Session lifetime (e.g. 6h), or `none` for the default.
+    #[arg(long = "session-lifetime", value_parser = parse_lifetime)]
+    session_lifetime: Option<Option<TimeDelta>>,
+    /// Maximum session lifetime, or `none` for the default.
+    #[arg(long = "session-lifetime-max", value_parser = parse_lifetime)]
+    session_lifetime_max: Option<Option<TimeDelta>>,
+}
+
+/// `retire-tenant NAME [--retire/--unretire]`
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// Tenant name.
+    name: String,
+    /// Retire (the default).
+    #[arg(long, overrides_with = "unretire")]
+    retire: bool,
+    /// Bring a retired tenant back.
+    #[arg(long, overrides_with = "retire", action = ArgAction::SetTrue)]
+    unretire: bool,
+}
+
+/// `update-tenant NAME [options]`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Tenant name.
+    name: String,
+    /// New SSH key(s).
+    #[arg(long = "ssh-key")]
+    ssh_key: Option<String>,
+    /// A new API key (a UUID), or `reset` for a random one.
+    #[arg(long = "api-key", value_parser = parse_api_key)]
+    api_key: Option<ApiKeyChange>,
+    /// Node quota, or `none`/`null` for the default.
+    #[arg(long = "node-quota", value_parser = parse_quota)]
+    node_quota: Option<Option<i64>>,
+    /// Session lifetime, or `none`/`null` for the default.
+    #[arg(long = "session-lifetime", value_parser = parse_lifetime)]
+    session_lifetime: Option<Option<TimeDelta>>,
+    /// Maximum session lifetime, or `none`/`null` for the default.
+    #[arg(long = "session-lifetime-max", value_parser = parse_lifetime)]
+    session_lifetime_max: Option<Option<TimeDelta>>,
+}
+
+fn is_none_word(s: &str) -> bool {
+    matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "null")
+}
+
+fn parse_quota(s: &str) -> Result<Option<i64>, String> {
+    if is_none_word(s) {
+        return Ok(None);
+    }
+    match s.trim().parse::<i64>() {
+        Ok(n) if n > 0 && n <= i64::from(i32::MAX) => Ok(Some(n)),
+        _ => Err(format!("'{s}' is not a positive integer or 'none'")),
+    }
+}
+
+fn parse_lifetime(s: &str) -> Result<Option<TimeDelta>, String> {
+    if is_none_word(s) {
+        return Ok(None);
+    }
+    parse_config_duration_str(s)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_api_key(s: &str) -> Result<ApiKeyChange, String> {
+    if s.trim() == "reset" {
+        return Ok(ApiKeyChange::Reset);
+    }
+    Uuid::parse_str(s.trim())
+        .map(ApiKeyChange::Set)
+        .map_err(|e| format!("'{s}' is neither a UUID nor 'reset': {e}"))
+}
+
+/// Runs an `admin` subcommand against the configured database.
+pub async fn run(command: AdminCommand, loaded: LoadedConfig) -> ExitCode {
+    let config = Arc::new(loaded.config);
+    let db = match app::open_database(&config).await {
+        Ok(db) => db,
+        Err(e) => return super::report_error("cannot open the database", e),
+    };
+    let engine = match Engine::new(
+        db.clone(),
+        config,
+        Mechanisms::default(),
+        Arc::new(Ssh::default()),
+    ) {
+        Ok(engine) => engine,
+        Err(e) => return super::report_error("cannot start", e),
+    };
+    let status = execute(&engine, command).await;
+    db.close().await;
+    status
+}
+
+async fn execute(engine: &Engine, command: AdminCommand) -> ExitCode {
+    match command {
+        AdminCommand::ListTenants(args) => {
+            let tenants = match engine.tenants().await {
+                Ok(t) => t,
+                Err(e) => return super::report_error("listing tenants", e),
+            };
+            let mut tenants: Vec<Tenant> = tenants
+                .into_iter()
+                .filter(|t| args.all || t.is_active())
+                .collect();
+            tenants.sort_by(|a, b| a.name.cmp(&b.name));
+            for t in tenants {
+                if args.quiet {
+                    println!("{}", t.name);
+                } else {
+                    println!("OK: {}", t.name);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        AdminCommand::ShowTenant { name } => match engine.tenant_by_name(&name).await {
+            Ok(t) => {
+                println!("OK: {}: {}", t.name, show_line(engine, &t));
+                ExitCode::SUCCESS
+            }
+            Err(e) => super::report_error(&name, e),
+        },
+        AdminCommand::CreateTenant(args) => {
+            let request = TenantRequest {
+                name: args.name.clone(),
+                ssh_key: args.ssh_key,
+                is_admin: args.is_admin,
+                node_quota: args.node_quota.flatten(),
+                session_lifetime: args.session_lifetime.flatten(),
+                session_lifetime_max: args.session_lifetime_max.flatten(),
+            };
+            match engine.create_tenant(request).await {
+                Ok((t, key)) => {
+                    println!("OK: {}: {key}", t.name);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => super::report_error(&args.name, e),
+            }
+        }
+        AdminCommand::RetireTenant(args) => {
+            let active = args.unretire;
+            match change(engine, &args.name, TenantChange::SetActive(active)).await {
+                Ok((t, _)) => {
+                    println!("OK: {}: active={}", t.name, py_bool(t.is_active()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => super::report_error(&args.name, e),
+            }
+        }
+        AdminCommand::UpdateTenant(args) => {
+            let update = TenantUpdate {
+                ssh_key: args.ssh_key,
+                api_key: args.api_key,
+                node_quota: args.node_quota,
+                session_lifetime: args.session_lifetime,
+                session_lifetime_max: args.session_lifetime_max,
+            };
+            if update.is_empty() {
+                eprintln!(
+                    "ERROR: Either --ssh-key, --api-key, --node-quota, --session-lifetime or \
+                     --session-lifetime-max must be set."
+                );
+                return ExitCode::FAILURE;
+            }
+            match change(engine, &args.name, TenantChange::Update(update)).await {
+                Ok((t, shown)) => {
+                    let key = match shown {
+                        ShownKey::New(key) => key,
+                        _ => crate::api::wire::MASK.to_owned(),
+                    };
+                    let e = engine.effective(&t);
+                    println!(
+                        "OK: {}: ssh_key=********** api_key={key} node_quota={} effective_node_quota={} \
+                         session_lifetime={} effective_session_lifetime={} session_lifetime_max={} \
+                         effective_session_lifetime_max={}",
+                        t.name,
+                        py_opt(t.node_quota),
+                        e.node_quota,
+                        py_duration(t.session_lifetime),
+                        python_timedelta(e.session_lifetime),
+                        py_duration(t.session_lifetime_max),
+                        python_timedelta(e.session_lifetime_max),
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => super::report_error(&args.name, e),
+            }
+        }
+    }
+}
+
+async fn change(
+    engine: &Engine,
+    name: &str,
+    change: TenantChange,
+) -> Result<(Tenant, ShownKey), EngineError> {
+    let tenant = engine.tenant_by_name(name).await?;
+    engine.change_tenant(tenant.id, change).await
+}
+
+/// The `show-tenant` line after `OK: NAME: `.
+fn show_line(engine: &Engine, t: &Tenant) -> String {
+    let e = engine.effective(t);
+    format!(
+        "id={} node_quota={} effective_node_quota={} session_lifetime={} effective_session_lifetime={} \
+         session_lifetime_max={} effective_session_lifetime_max={} active={} created_at={} retired_at={}",
+        t.id,
+        py_opt(t.node_quota),
+        e.node_quota,
+        py_duration(t.session_lifetime),
+        python_timedelta(e.session_lifetime),
+        py_duration(t.session_lifetime_max),
+        python_timedelta(e.session_lifetime_max),
+        py_bool(t.is_active()),
+        py_datetime(t.created_at),
+        t.retired_at.map_or_else(|| "None".to_owned(), py_datetime),
+    )
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+fn py_opt(v: Option<i64>) -> String {
+    v.map_or_else(|| "None".to_owned(), |n| n.to_string())
+}
+
+fn py_duration(secs: Option<f64>) -> String {
+    secs.map_or_else(|| "None".to_owned(), |s| python_timedelta(seconds(s)))
+}
+
+/// Python's `str()` of an aware UTC datetime: `2026-11-22 02:37:42+00:00`.
+fn py_datetime(t: NaiveDateTime) -> String {
+    if t.and_utc().timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%d %H:%M:%S+00:00").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_values_accept_none() {
+        assert_eq!(parse_quota("none"), Ok(None));
+        assert_eq!(parse_quota("NULL"), Ok(None));
+        assert_eq!(parse_quota("5"), Ok(Some(5)));
+        assert!(parse_quota("0").is_err());
+        assert_eq!(parse_lifetime("2h"), Ok(Some(TimeDelta::hours(2))));
+        assert_eq!(parse_api_key("reset"), Ok(ApiKeyChange::Reset));
+        assert!(parse_api_key("nope").is_err());
+    }
+
+    #[test]
+    fn values_print_like_python() {
+        assert_eq!(py_duration(Some(7200.0)), "2:00:00");
+        assert_eq!(py_duration(None), "None");
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 22)
+            .unwrap()
+            .and_hms_opt(2, 37, 42)
+            .unwrap();
+        assert_eq!(py_datetime(t), "2026-11-22 02:37:42+00:00");
+    }
+}

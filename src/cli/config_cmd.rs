@@ -1,0 +1,45 @@
+//! `duffy config check` and `duffy config dump`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::config::{self, LoadedConfig};
+
+/// The `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and list its sections.
+    Check,
+    /// Print the merged configuration as YAML.
+    Dump,
+}
+
+/// Runs a `config` subcommand on an already validated configuration (an invalid one never
+/// gets here: loading failed and said why).
+pub fn run(command: ConfigCommand, loaded: &LoadedConfig) -> ExitCode {
+    match command {
+        ConfigCommand::Check if loaded.embedded => {
+            println!("Configuration is empty.");
+            println!(
+                "No configuration file found: `duffy serve` runs on the embedded default \
+                 (`duffy config dump` shows it)."
+            );
+        }
+        ConfigCommand::Check if loaded.sections.is_empty() => println!("Configuration is empty."),
+        ConfigCommand::Check => {
+            println!("OK.");
+            println!(
+                "Validated configuration subkeys: {}",
+                loaded.sections.join(", ")
+            );
+        }
+        ConfigCommand::Dump => {
+            if loaded.embedded {
+                println!("# the embedded default configuration (no configuration file found)");
+            }
+            print!("{}", config::dump_yaml(&loaded.raw));
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,124 @@
+//! The `duffy` command: `serve`, `migrate`, `config`, `admin`.
+//!
+//! The configuration is loaded and validated before any subcommand runs, as the original
+//! does; `main` only parses the arguments and hands over to [`run`].
+
+pub mod admin;
+pub mod config_cmd;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LogLevel};
+
+/// `duffy [-l LEVEL] [-c FILE_OR_DIR]… COMMAND`
+#[derive(Debug, Parser)]
+#[command(
+    name = "duffy",
+    about = "Duffy hands CI jobs freshly installed test machines.",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Log level: critical, error, warning, info, debug or trace (default: app.loglevel).
+    #[arg(short = 'l', long = "loglevel", global = true, value_parser = parse_loglevel)]
+    pub loglevel: Option<LogLevel>,
+    /// A configuration file or directory; repeatable; replaces /etc/duffy and
+    /// $XDG_CONFIG_HOME/duffy.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        value_name = "FILE_OR_DIR"
+    )]
+    pub config: Vec<PathBuf>,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and the background jobs.
+    Serve(serve::ServeArgs),
+    /// Create or upgrade the database schema (also done by `serve` at start).
+    Migrate,
+    /// Check or print the merged configuration.
+    Config {
+        /// check or dump
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
+    /// Manage tenants directly in the database (no server needed).
+    Admin {
+        /// The admin command.
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+fn parse_loglevel(s: &str) -> Result<LogLevel, String> {
+    s.parse::<LogLevel>().map_err(|e| e.to_string())
+}
+
+/// Runs the parsed command line and returns the process exit status.
+pub async fn run(cli: Cli) -> ExitCode {
+    if cli.version {
+        println!("Duffy, version {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        // Printing help to a closed stdout is not worth reporting.
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
+    let loaded = match config::load(&cli.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(cli.loglevel.unwrap_or(loaded.config.app.loglevel));
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let level = cli.loglevel.unwrap_or(loaded.config.app.loglevel);
+    match command {
+        Command::Serve(args) => serve::run(args, loaded, level).await,
+        Command::Migrate => serve::migrate(&loaded).await,
+        Command::Config { command } => config_cmd::run(command, &loaded),
+        Command::Admin { command } => admin::run(command, loaded).await,
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` when set, else by the level; the chatty
+/// libraries (sqlx logs every statement at info) only speak up for warnings.
+fn init_tracing(level: LogLevel) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{},sqlx=warn,warp=error,hyper=warn",
+            level.tracing_directive()
+        ))
+    });
+    // A second initialisation (tests calling `run` twice) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints an error the way `duffy admin` and friends report them.
+pub(crate) fn report_error(what: &str, detail: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ERROR: {what}");
+    eprintln!("ERROR DETAIL: {detail}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,136 @@
+//! `duffy serve` and `duffy migrate`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, App, AppOptions};
+use crate::config::{LoadedConfig, LogLevel};
+
+/// `duffy serve [-H HOST] [-p PORT] [--legacy]`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: app.host).
+    #[arg(short = 'H', long = "host")]
+    pub host: Option<String>,
+    /// Port to listen on (default: app.port; 0 picks a free port).
+    #[arg(short = 'p', long = "port")]
+    pub port: Option<u32>,
+    /// Also serve the legacy v2 endpoints (/Node/get, /Inventory, …) on the same port.
+    #[arg(long)]
+    pub legacy: bool,
+}
+
+/// Runs the service until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> ExitCode {
+    let embedded = loaded.embedded;
+    let config = Arc::new(loaded.config);
+    let host = args.host.unwrap_or_else(|| config.app.host.clone());
+    // The original clamps the port into 1..=65535; 0 (any free port) is ours, for tests.
+    let port = args.port.map_or(config.app.port, |p| p.min(65535) as u16);
+    if args.legacy {
+        tracing::warn!(
+            "--legacy: the v2 endpoints are not part of this build yet; serving the v3 API only"
+        );
+    }
+    let db = match app::open_database(&config).await {
+        Ok(db) => db,
+        Err(e) => return super::report_error("cannot open the database", e),
+    };
+    let engine = match app::build_engine(config.clone(), db) {
+        Ok(engine) => Arc::new(engine),
+        Err(e) => return super::report_error("cannot start", e),
+    };
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) => return super::report_error(&format!("cannot listen on {host}:{port}"), e),
+    };
+    let app = App::new(engine, listener, AppOptions::default());
+    let port = app.local_addr().map_or(port, |a| a.port());
+    println!(" * Starting Duffy...");
+    println!(" * Host address : {host}");
+    println!(" * Port number  : {port}");
+    println!(" * Log level    : {}", level.as_str());
+    println!(" * Serving API on http://{host}:{port}/api/v1");
+    // With a real configuration, admins come from `duffy admin create-tenant --is-admin`.
+    if embedded {
+        match app::ensure_first_admin(app.engine()).await {
+            Ok(Some((name, key))) => announce_first_admin(&name, &key),
+            Ok(None) => {}
+            Err(e) => return super::report_error("cannot create the first admin", e),
+        }
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    match app.run(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::report_error("duffy stopped", e),
+    }
+}
+
+/// Shows the first admin's key once and keeps a copy readable only by the user.
+fn announce_first_admin(name: &str, key: &str) {
+    let dir = app::data_dir();
+    let path = dir.join("admin.key");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| write_private(&path, &format!("{key}\n")))
+        .is_ok();
+    println!(" * Created the first admin tenant '{name}' with API key: {key}");
+    if written {
+        println!(
+            " * The key is also in {} (readable by you only)",
+            path.display()
+        );
+    } else {
+        println!(
+            " * (could not write it to {}; note it now, it is not shown again)",
+            path.display()
+        );
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM: {e}");
+            let _ = ctrl_c.await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+    }
+    token.cancel();
+}
+
+/// `duffy migrate`: brings the database schema up to date.
+pub async fn migrate(loaded: &LoadedConfig) -> ExitCode {
+    match app::open_database(&loaded.config).await {
+        Ok(db) => {
+            println!("OK: database schema is up to date ({:?})", db.backend());
+            db.close().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::report_error("migrating the database failed", e),
+    }
+}

@@ -1,0 +1,185 @@
+//! Deadlines of the transient node states, and the reconciliation after a restart.
+//!
+//! A node may stay `provisioning`, `contextualizing` or `deprovisioning` only so long
+//! (`tasks.deadlines`). Past that, the run that should have moved it on is hung or gone:
+//! * `provisioning` → `failed`: a machine may or may not exist, an operator should look;
+//! * `contextualizing` → its session is retired and the node deprovisioned, since the
+//!   tenant may already hold its key;
+//! * `deprovisioning` → `failed`: the machine's state is unknown.
+//!
+//! After a restart no run survives, so every node in a transient state is treated the same
+//! way at once, before the API serves ([`EnforceDeadlines::reconcile`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ERROR_PAUSE;
+use crate::config::python_timedelta;
+use crate::engine::lifecycle::{Batch, mark_failed};
+use crate::engine::{Engine, EngineError};
+use crate::store::{self, nodes::NodeState};
+
+/// How often the deadline job looks at most.
+const MAX_PERIOD: Duration = Duration::from_secs(60);
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Ids of provisioning nodes failed.
+    pub provisioning_failed: Vec<i64>,
+    /// Ids of contextualizing nodes sent to deprovisioning.
+    pub contextualizing_taken_back: Vec<i64>,
+    /// Ids of deprovisioning nodes failed.
+    pub deprovisioning_failed: Vec<i64>,
+}
+
+/// Why a sweep runs; decides what the nodes' `data.error` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Deadline,
+    Restart,
+}
+
+/// The deadline job.
+pub struct EnforceDeadlines {
+    engine: Arc<Engine>,
+}
+
+impl EnforceDeadlines {
+    /// A deadline job for the engine's nodes.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        EnforceDeadlines { engine }
+    }
+
+    /// Handles every node past its deadline, waiting for the deprovisioning runs it starts.
+    pub async fn tick(&self) -> Result<SweepReport, EngineError> {
+        let (report, runs) = self.sweep(store::now(), Cause::Deadline).await?;
+        futures::future::join_all(runs.into_iter().map(|run| self.engine.deprovision(run))).await;
+        Ok(report)
+    }
+
+    /// Handles every node a previous process left in a transient state. Call it at start,
+    /// before serving; the deprovisioning runs it needs are spawned on `tracker`.
+    pub async fn reconcile(&self, tracker: &TaskTracker) -> Result<SweepReport, EngineError> {
+        let (report, runs) = self.sweep(store::now(), Cause::Restart).await?;
+        for run in runs {
+            let engine = self.engine.clone();
+            tracker.spawn(async move { engine.deprovision(run).await });
+        }
+        let total = report.provisioning_failed.len()
+            + report.contextualizing_taken_back.len()
+            + report.deprovisioning_failed.len();
+        if total > 0 {
+            tracing::warn!(
+                nodes.provisioning = ?report.provisioning_failed,
+                nodes.contextualizing = ?report.contextualizing_taken_back,
+                nodes.deprovisioning = ?report.deprovisioning_failed,
+                "reconciled {total} node(s) left in transient states by the previous run"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Runs until cancelled, looking a few times per shortest deadline.
+    pub async fn run(self, token: CancellationToken, tracker: TaskTracker) {
+        let d = &self.engine.config().tasks.deadlines;
+        let shortest = [d.provisioning, d.contextualizing, d.deprovisioning]
+            .into_iter()
+            .min()
+            .and_then(|t| t.to_std().ok())
+            .unwrap_or(MAX_PERIOD);
+        let period = (shortest / 4).clamp(Duration::from_millis(100), MAX_PERIOD);
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+            match self.sweep(store::now(), Cause::Deadline).await {
+                Ok((_, runs)) => {
+                    for run in runs {
+                        let engine = self.engine.clone();
+                        tracker.spawn(async move { engine.deprovision(run).await });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "checking node deadlines failed: {e}");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    async fn sweep(
+        &self,
+        now: NaiveDateTime,
+        cause: Cause,
+    ) -> Result<(SweepReport, Vec<Batch>), EngineError> {
+        let deadlines = &self.engine.config().tasks.deadlines;
+        let cutoff = |limit: TimeDelta| match cause {
+            Cause::Deadline => now.checked_sub_signed(limit).unwrap_or(now),
+            // Every transient node predates this process.
+            Cause::Restart => now,
+        };
+        let detail = |state: &str, limit: TimeDelta| match cause {
+            Cause::Deadline => format!(
+                "{state} did not finish within {} (tasks.deadlines.{state})",
+                python_timedelta(limit)
+            ),
+            Cause::Restart => format!("{state} was interrupted by a restart of duffy"),
+        };
+        let mut report = SweepReport::default();
+        let mut tx = self.engine.db().begin().await?;
+
+        let before = cutoff(deadlines.provisioning);
+        for mut node in store::nodes::stuck(&mut tx, NodeState::Provisioning, before).await? {
+            mark_failed(
+                &mut node,
+                &detail("provisioning", deadlines.provisioning),
+                now,
+            );
+            if store::nodes::save(&mut tx, &node, NodeState::Provisioning).await? {
+                tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {}", node.id, detail("provisioning", deadlines.provisioning));
+                report.provisioning_failed.push(node.id);
+            }
+        }
+
+        let before = cutoff(deadlines.deprovisioning);
+        for mut node in store::nodes::stuck(&mut tx, NodeState::Deprovisioning, before).await? {
+            mark_failed(
+                &mut node,
+                &detail("deprovisioning", deadlines.deprovisioning),
+                now,
+            );
+            node.pool = None;
+            if store::nodes::save(&mut tx, &node, NodeState::Deprovisioning).await? {
+                tracing::warn!(
+                    node.id = node.id,
+                    "node {}: {}",
+                    node.id,
+                    detail("deprovisioning", deadlines.deprovisioning)
+                );
+                report.deprovisioning_failed.push(node.id);
+            }
+        }
+
+        let before = cutoff(deadlines.contextualizing);
+        let mut taken_back = Vec::new();
+        for mut node in store::nodes::stuck(&mut tx, NodeState::Contextualizing, before).await? {
+            store::sessions::retire_holding(&mut tx, node.id, now).await?;
+            node.state = NodeState::Deprovisioning;
+            node.state_changed_at = now;
+            if store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await? {
+                tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {}; retiring its session and deprovisioning it", node.id, detail("contextualizing", deadlines.contextualizing));
+                report.contextualizing_taken_back.push(node.id);
+                taken_back.push(node);
+            }
+        }
+        tx.commit().await?;
+        Ok((report, self.engine.runs_by_pool(taken_back)))
+    }
+}

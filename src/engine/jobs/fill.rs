@@ -1,0 +1,67 @@
+//! Keeps every concrete pool at its fill level.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ERROR_PAUSE;
+use crate::engine::lifecycle::ProvisionReport;
+use crate::engine::{Engine, EngineError, FillScope};
+
+/// The fill job.
+pub struct FillPools {
+    engine: Arc<Engine>,
+}
+
+impl FillPools {
+    /// A fill job for the engine's pools.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        FillPools { engine }
+    }
+
+    /// One full round: claims what every pool lacks and waits for the provisioning runs.
+    pub async fn tick(&self) -> Result<ProvisionReport, EngineError> {
+        let runs = self.engine.claim_fill(&FillScope::All).await?;
+        let reports =
+            futures::future::join_all(runs.into_iter().map(|run| self.engine.provision(run))).await;
+        Ok(reports
+            .into_iter()
+            .fold(ProvisionReport::default(), |sum, r| ProvisionReport {
+                ready: sum.ready + r.ready,
+                dropped: sum.dropped + r.dropped,
+                failed: sum.failed + r.failed,
+            }))
+    }
+
+    /// Runs until cancelled: a full round on every interval, the pools asked for on every
+    /// wake-up. Claims are made in the loop, runs are spawned so a slow mechanism never
+    /// delays the next claim.
+    pub async fn run(self, token: CancellationToken, tracker: TaskTracker) {
+        let mut timer = tokio::time::interval(self.engine.config().tasks.fill_pools_interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let scope = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                _ = timer.tick() => FillScope::All,
+                _ = self.engine.wakers().fill.notified() => self.engine.wakers().take_fill_scope(),
+            };
+            if scope == FillScope::Nothing {
+                continue;
+            }
+            match self.engine.claim_fill(&scope).await {
+                Ok(runs) => {
+                    for run in runs {
+                        let engine = self.engine.clone();
+                        tracker.spawn(async move { engine.provision(run).await });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "filling pools failed: {e}");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+}

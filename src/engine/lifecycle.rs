@@ -1,0 +1,510 @@
+//! The node life cycle outside sessions: filling pools (provisioning) and taking nodes back
+//! (deprovisioning), with the original Duffy's rules for reading mechanism results.
+//!
+//! Each step is split in two: a short transaction that *claims* nodes (moves them into a
+//! transient state), and a *run* that calls the mechanism without holding any transaction
+//! and then records the outcome with compare-and-set writes. A crash between the two leaves
+//! nodes in a transient state, which the deadline job and the start-up reconciliation handle.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use serde_json::{Map, Value, json};
+
+use super::{Engine, EngineError, FillScope};
+use crate::config::Pool;
+use crate::mechanisms::{Deprovisioned, NodeInput};
+use crate::store::nodes::{Node, NodeState};
+use crate::store::{self, StoreError};
+
+/// How many orphaned nodes one deprovision round claims.
+const DEPROVISION_BATCH: i64 = 256;
+/// Upper bound on a reverse DNS lookup for a node without a hostname.
+const REVERSE_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Nodes of one pool handed to one mechanism run.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The pool whose mechanism runs.
+    pub pool: String,
+    /// The nodes, already in the run's transient state.
+    pub nodes: Vec<Node>,
+}
+
+/// How a provisioning run ended, per node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProvisionReport {
+    /// Nodes now ready.
+    pub ready: usize,
+    /// Nodes the mechanism did not deliver (deleted, or back to unused).
+    pub dropped: usize,
+    /// Nodes failed (e.g. an address already in use).
+    pub failed: usize,
+}
+
+/// How a deprovisioning run ended, per node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeprovisionReport {
+    /// Non-reusable nodes retired as `done`.
+    pub done: usize,
+    /// Reusable nodes back to `unused`.
+    pub returned: usize,
+    /// Nodes that ended `failed`.
+    pub failed: usize,
+}
+
+/// ISO-8601 with `+00:00`, as Python's `datetime.isoformat()` writes UTC times in `data`.
+pub fn python_isoformat(t: NaiveDateTime) -> String {
+    if t.and_utc().timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+/// Puts a node in `failed` with `data.error` saying why and when.
+pub fn mark_failed(node: &mut Node, detail: &str, now: NaiveDateTime) {
+    node.state = NodeState::Failed;
+    node.state_changed_at = now;
+    node.data.0.insert(
+        "error".into(),
+        json!({"failed_at": python_isoformat(now), "detail": detail}),
+    );
+}
+
+/// What a mechanism is told about a node.
+fn input(node: &Node) -> NodeInput {
+    NodeInput {
+        id: node.id,
+        hostname: node.hostname.clone(),
+        ipaddr: node.ipaddr.clone(),
+        data: node.data.0.clone(),
+    }
+}
+
+/// Splits claimed nodes into runs: one per node with `run-parallel`, else one per pool.
+fn batches(pool: &Pool, nodes: Vec<Node>) -> Vec<Batch> {
+    if nodes.is_empty() {
+        Vec::new()
+    } else if pool.run_parallel {
+        nodes
+            .into_iter()
+            .map(|n| Batch {
+                pool: pool.name.clone(),
+                nodes: vec![n],
+            })
+            .collect()
+    } else {
+        vec![Batch {
+            pool: pool.name.clone(),
+            nodes,
+        }]
+    }
+}
+
+/// Whether every key of `entry` has the same value in `provision` (the original's rule for
+/// pairing deprovision results with nodes).
+fn matches(entry: &Value, provision: Option<&Value>) -> bool {
+    match (entry, provision) {
+        (Value::Object(entry), Some(Value::Object(provision))) => {
+            entry.iter().all(|(k, v)| provision.get(k) == Some(v))
+        }
+        _ => false,
+    }
+}
+
+/// The host name of an address from reverse DNS, bounded in time.
+async fn reverse_dns(ipaddr: &str) -> Option<String> {
+    let ip: IpAddr = ipaddr.parse().ok()?;
+    let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok());
+    match tokio::time::timeout(REVERSE_DNS_TIMEOUT, lookup).await {
+        Ok(Ok(Some(name))) if name != ipaddr => Some(name),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Claims what the pools in `scope` lack: new node rows (or matching unused reusable
+    /// nodes) in `provisioning`, returned as mechanism runs. `FillScope::Nothing` means the
+    /// periodic round, which looks at every pool like `All`.
+    pub async fn claim_fill(&self, scope: &FillScope) -> Result<Vec<Batch>, EngineError> {
+        let mut runs = Vec::new();
+        for pool in self.config().nodepools.concrete() {
+            let Some(fill_level) = pool.fill_level else {
+                continue;
+            };
+            if let FillScope::Pools(names) = scope
+                && !names.contains(&pool.name)
+            {
+                continue;
+            }
+            let nodes = self.claim_pool_fill(pool, i64::from(fill_level)).await?;
+            if !nodes.is_empty() {
+                tracing::info!(pool.name = %pool.name, nodes.count = nodes.len(), "pool {} below its fill level; provisioning {} node(s)", pool.name, nodes.len());
+            }
+            runs.extend(batches(pool, nodes));
+        }
+        Ok(runs)
+    }
+
+    async fn claim_pool_fill(
+        &self,
+        pool: &Pool,
+        fill_level: i64,
+    ) -> Result<Vec<Node>, EngineError> {
+        let now = store::now();
+        let mut tx = self.db().begin().await?;
+        store::nodes::lock_pool(&mut tx, &pool.name).await?;
+        let quantity = fill_level - store::nodes::count_filling(&mut tx, &pool.name).await?;
+        if quantity <= 0 {
+            return Ok(Vec::new());
+        }
+        let mut claimed = Vec::new();
+        match &pool.reuse_nodes {
+            None => {
+                for _ in 0..quantity {
+                    claimed
+                        .push(store::nodes::insert_provisioning(&mut tx, &pool.name, now).await?);
+                }
+            }
+            Some(wanted) => {
+                let wanted = match self.render_reuse_match(pool, wanted) {
+                    Ok(w) => w,
+                    Err(reason) => {
+                        tracing::error!(pool.name = %pool.name, error = %reason, "pool {}: cannot match reusable nodes: {reason}; skipping its fill", pool.name);
+                        return Ok(Vec::new());
+                    }
+                };
+                for mut node in store::nodes::reusable_unused(&mut tx).await? {
+                    if claimed.len() as i64 >= quantity {
+                        break;
+                    }
+                    if !wanted.iter().all(|(k, v)| node.data.0.get(k) == Some(v)) {
+                        continue;
+                    }
+                    node.state = NodeState::Provisioning;
+                    node.pool = Some(pool.name.clone());
+                    node.state_changed_at = now;
+                    if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
+                        claimed.push(node);
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// The values `reuse-nodes` requires of a node's data: strings are templates rendered
+    /// with the pool's settings, integers compare as integers (`v3-api.md` §11).
+    fn render_reuse_match(
+        &self,
+        pool: &Pool,
+        wanted: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let env = crate::templates::environment();
+        let mut rendered = Map::new();
+        for (key, value) in wanted {
+            let value = match value {
+                Value::String(template) => Value::String(
+                    env.render_str(template, minijinja::value::Serde(&pool.settings))
+                        .map_err(|e| format!("reuse-nodes.{key}: {e}"))?,
+                ),
+                Value::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
+                other => return Err(format!("reuse-nodes.{key}: unsupported value {other}")),
+            };
+            rendered.insert(key.clone(), value);
+        }
+        Ok(rendered)
+    }
+
+    /// Runs a pool's mechanism on claimed `provisioning` nodes and records the results:
+    /// entries pair with nodes by position, and only an entry with an `ipaddr` makes a node
+    /// ready.
+    pub async fn provision(&self, batch: Batch) -> ProvisionReport {
+        let pool = self.config().nodepools.get(&batch.pool);
+        let mechanism = self.mechanisms().get(&batch.pool);
+        let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
+        let entries = match (pool, mechanism) {
+            (Some(pool), Some(mechanism)) => match mechanism.provision(pool, &inputs).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(pool.name = %batch.pool, nodes.count = inputs.len(), error = %e, "pool {}: provisioning failed: {e}", batch.pool);
+                    Vec::new()
+                }
+            },
+            _ => {
+                tracing::warn!(pool.name = %batch.pool, "pool {} is no longer configured; dropping its provisioning nodes", batch.pool);
+                Vec::new()
+            }
+        };
+        let mut report = ProvisionReport::default();
+        let mut entries = entries.into_iter();
+        for node in batch.nodes {
+            let entry = entries.next();
+            let outcome = match entry {
+                Some(Value::Object(entry)) if valid_ipaddr(&entry).is_some() => {
+                    self.provisioned(node, entry).await
+                }
+                _ => self.not_provisioned(node).await.map(|()| NodeState::Unused),
+            };
+            match outcome {
+                Ok(NodeState::Ready) => report.ready += 1,
+                Ok(NodeState::Failed) => report.failed += 1,
+                Ok(_) => report.dropped += 1,
+                Err(e) => {
+                    report.dropped += 1;
+                    tracing::error!(pool.name = %batch.pool, error = %e, "pool {}: recording a provisioning result failed: {e}", batch.pool);
+                }
+            }
+        }
+        if report.ready > 0 {
+            tracing::info!(pool.name = %batch.pool, nodes.ready = report.ready, nodes.dropped = report.dropped, nodes.failed = report.failed, "pool {}: {} node(s) ready", batch.pool, report.ready);
+        }
+        report
+    }
+
+    /// Makes a node ready with what the mechanism returned for it.
+    async fn provisioned(
+        &self,
+        mut node: Node,
+        entry: Map<String, Value>,
+    ) -> Result<NodeState, EngineError> {
+        let ipaddr = valid_ipaddr(&entry).unwrap_or_default().to_owned();
+        let hostname = match entry.get("hostname").and_then(Value::as_str) {
+            Some(h) if !h.is_empty() => h.to_owned(),
+            _ => reverse_dns(&ipaddr).await.unwrap_or_else(|| ipaddr.clone()),
+        };
+        let now = store::now();
+        node.state = NodeState::Ready;
+        node.hostname = Some(hostname);
+        node.ipaddr = Some(ipaddr);
+        node.data.0.insert("provision".into(), Value::Object(entry));
+        node.state_changed_at = now;
+        let mut tx = self.db().begin().await?;
+        match store::nodes::save(&mut tx, &node, NodeState::Provisioning).await {
+            Ok(true) => {
+                tx.commit().await?;
+                Ok(NodeState::Ready)
+            }
+            // A deadline or a restart took the node meanwhile.
+            Ok(false) => Ok(NodeState::Failed),
+            Err(StoreError::Duplicate { field }) => {
+                drop(tx);
+                let detail =
+                    format!("provisioning returned a {field} that a live node already has");
+                tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {detail}", node.id);
+                mark_failed(&mut node, &detail, now);
+                let mut tx = self.db().begin().await?;
+                store::nodes::save(&mut tx, &node, NodeState::Provisioning).await?;
+                tx.commit().await?;
+                Ok(NodeState::Failed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A node the mechanism did not deliver: a reusable one goes back to `unused` outside
+    /// any pool; a fresh row is deleted.
+    async fn not_provisioned(&self, mut node: Node) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        if node.reusable {
+            node.state = NodeState::Unused;
+            node.pool = None;
+            node.data.0.remove("provision");
+            node.state_changed_at = store::now();
+            store::nodes::save(&mut tx, &node, NodeState::Provisioning).await?;
+        } else {
+            store::nodes::delete_provisioning(&mut tx, node.id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims deployed nodes that no active session holds any more and moves them to
+    /// `deprovisioning`; a node whose pool is not configured fails at once. Returns the
+    /// mechanism runs to make.
+    pub async fn claim_deprovision(&self) -> Result<Vec<Batch>, EngineError> {
+        let now = store::now();
+        let mut tx = self.db().begin().await?;
+        let orphans = store::nodes::orphaned_deployed(&mut tx, DEPROVISION_BATCH).await?;
+        let mut claimed = Vec::with_capacity(orphans.len());
+        for mut node in orphans {
+            let pool = node
+                .pool
+                .as_deref()
+                .and_then(|p| self.config().nodepools.get(p));
+            match pool.filter(|p| !p.is_abstract) {
+                Some(_) => {
+                    node.state = NodeState::Deprovisioning;
+                    node.state_changed_at = now;
+                    if store::nodes::save(&mut tx, &node, NodeState::Deployed).await? {
+                        claimed.push(node);
+                    }
+                }
+                None => {
+                    let detail = format!(
+                        "deprovisioning node failed, pool '{}' not found",
+                        node.pool.as_deref().unwrap_or_default()
+                    );
+                    tracing::warn!(node.id = node.id, "node {}: {detail}", node.id);
+                    mark_failed(&mut node, &detail, now);
+                    node.pool = None;
+                    store::nodes::save(&mut tx, &node, NodeState::Deployed).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(self.runs_by_pool(claimed))
+    }
+
+    /// Groups nodes in `deprovisioning` (they keep their pool until the run ends) into the
+    /// mechanism runs of their pools.
+    pub(crate) fn runs_by_pool(&self, mut nodes: Vec<Node>) -> Vec<Batch> {
+        let mut runs = Vec::new();
+        for pool in self.config().nodepools.concrete() {
+            let (of_pool, rest) = nodes
+                .into_iter()
+                .partition(|n| n.pool.as_deref() == Some(pool.name.as_str()));
+            nodes = rest;
+            runs.extend(batches(pool, of_pool));
+        }
+        runs
+    }
+
+    /// Runs a pool's deprovisioning on claimed nodes and records how each ended: matched
+    /// reusable nodes go back to `unused`, other matched nodes are `done`, the rest (and
+    /// every node a tenant reported failed) end `failed`.
+    pub async fn deprovision(&self, batch: Batch) -> DeprovisionReport {
+        let pool = self.config().nodepools.get(&batch.pool);
+        let mechanism = self.mechanisms().get(&batch.pool);
+        let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
+        let result = match (pool, mechanism) {
+            (Some(pool), Some(mechanism)) => {
+                if pool.contextualize {
+                    // Results are ignored: the machine is being destroyed or reinstalled.
+                    let ips = batch.nodes.iter().filter_map(|n| n.ipaddr.as_deref());
+                    futures::future::join_all(
+                        ips.map(|ip| self.contextualizer.decontextualize(ip)),
+                    )
+                    .await;
+                }
+                mechanism.deprovision(pool, &inputs).await.map_err(|e| e.0)
+            }
+            _ => Err(format!("pool '{}' is not configured", batch.pool)),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(pool.name = %batch.pool, nodes.count = inputs.len(), error = %e, "pool {}: deprovisioning failed: {e}", batch.pool);
+        }
+        let now = store::now();
+        let mut report = DeprovisionReport::default();
+        let mut finished = Vec::with_capacity(batch.nodes.len());
+        for mut node in batch.nodes {
+            let reported_failed = node.data.0.contains_key("error");
+            let matched = match &result {
+                Ok(Deprovisioned::All) => Ok(true),
+                Ok(Deprovisioned::Entries(entries)) => Ok(entries
+                    .iter()
+                    .any(|e| matches(e, node.data.0.get("provision")))),
+                Err(_) => Err("deprovisioning mechanism failed"),
+            };
+            node.pool = None;
+            node.state_changed_at = now;
+            match matched {
+                _ if reported_failed => {
+                    // The tenant reported the node broken: never reuse it.
+                    node.state = NodeState::Failed;
+                    report.failed += 1;
+                }
+                Ok(true) if node.reusable => {
+                    node.state = NodeState::Unused;
+                    for key in ["error", "nodes_spec", "provision"] {
+                        node.data.0.remove(key);
+                    }
+                    report.returned += 1;
+                }
+                Ok(true) => {
+                    node.state = NodeState::Done;
+                    node.retired_at = Some(now);
+                    report.done += 1;
+                }
+                Ok(false) => {
+                    mark_failed(&mut node, "deprovisioning node failed", now);
+                    report.failed += 1;
+                }
+                Err(detail) => {
+                    mark_failed(&mut node, detail, now);
+                    report.failed += 1;
+                }
+            }
+            finished.push(node);
+        }
+        if let Err(e) = self.record_deprovisioned(&finished).await {
+            tracing::error!(pool.name = %batch.pool, error = %e, "pool {}: recording a deprovisioning result failed: {e}", batch.pool);
+        }
+        tracing::info!(pool.name = %batch.pool, nodes.done = report.done, nodes.returned = report.returned, nodes.failed = report.failed, "pool {}: deprovisioned {} node(s)", batch.pool, finished.len());
+        if report.returned > 0 {
+            // A reusable node is free again: any pool may want it.
+            self.wakers().fill(None);
+        }
+        report
+    }
+
+    async fn record_deprovisioned(&self, nodes: &[Node]) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        for node in nodes {
+            store::nodes::save(&mut tx, node, NodeState::Deprovisioning).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The entry's `ipaddr` if it has a usable one.
+fn valid_ipaddr(entry: &Map<String, Value>) -> Option<&str> {
+    entry
+        .get("ipaddr")
+        .and_then(Value::as_str)
+        .filter(|ip| !ip.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn isoformat_is_pythons() {
+        let t = NaiveDate::from_ymd_opt(2026, 11, 22)
+            .unwrap()
+            .and_hms_opt(8, 36, 26)
+            .unwrap();
+        assert_eq!(python_isoformat(t), "2026-11-22T08:36:26+00:00");
+        let t = t + chrono::TimeDelta::microseconds(300_890);
+        assert_eq!(python_isoformat(t), "2026-11-22T08:36:26.300890+00:00");
+    }
+
+    #[test]
+    fn deprovision_entries_match_on_every_key() {
+        let provision = json!({"ipaddr": "10.0.0.1", "hostname": "a", "extra": 1});
+        assert!(matches(&json!({"ipaddr": "10.0.0.1"}), Some(&provision)));
+        assert!(matches(
+            &json!({"ipaddr": "10.0.0.1", "hostname": "a"}),
+            Some(&provision)
+        ));
+        assert!(!matches(&json!({"ipaddr": "10.0.0.2"}), Some(&provision)));
+        assert!(!matches(&json!({"other": 1}), Some(&provision)));
+        assert!(!matches(&json!("10.0.0.1"), Some(&provision)));
+        assert!(!matches(&json!({"ipaddr": "10.0.0.1"}), None));
+    }
+
+    #[test]
+    fn only_entries_with_an_address_count() {
+        let ok = json!({"ipaddr": "10.0.0.1"});
+        assert_eq!(valid_ipaddr(ok.as_object().unwrap()), Some("10.0.0.1"));
+        for bad in [json!({}), json!({"ipaddr": ""}), json!({"ipaddr": 5})] {
+            assert_eq!(valid_ipaddr(bad.as_object().unwrap()), None);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The session engine: tenants, sessions, pools and the node life cycle.
+//!
+//! The API and `duffy admin` call it; it calls the store, the mechanisms and the
+//! contextualizer. Everything that changes state goes through here, so the rules (quota,
+//! clamping, which node goes first, what a retire sets in motion) live in one place.
+//! Background work lives in [`jobs`]; the engine wakes it with [`Wakers`] so that a refill
+//! starts right after an allocation and an expiry fires at `expires_at`.
+
+pub mod auth;
+pub mod error;
+pub mod jobs;
+pub mod lifecycle;
+pub mod nodes;
+pub mod pools;
+pub mod sessions;
+pub mod tenants;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::TimeDelta;
+use tokio::sync::Notify;
+
+use crate::config::{Config, Defaults};
+use crate::contextualize::Contextualizer;
+use crate::mechanisms::Mechanisms;
+use crate::store::Db;
+use crate::store::tenants::Tenant;
+
+pub use auth::{AuthError, Authenticator, Credentials};
+pub use error::EngineError;
+
+/// Everything the engine works with; shared behind an `Arc` by the API and the jobs.
+pub struct Engine {
+    db: Db,
+    config: Arc<Config>,
+    defaults: Defaults,
+    mechanisms: Mechanisms,
+    contextualizer: Arc<dyn Contextualizer>,
+    auth: Authenticator,
+    wakers: Wakers,
+}
+
+/// The engine cannot start with this configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Effective tenant values need the `defaults` section.
+    #[error(
+        "the `defaults` section is missing: the API needs defaults.session-lifetime, \
+         defaults.session-lifetime-max and defaults.node-quota"
+    )]
+    MissingDefaults,
+}
+
+/// Wake-up calls for the background jobs. A `Notify` keeps one pending wake-up, so a burst
+/// of calls while a job is busy costs one more round, not one per call.
+#[derive(Default)]
+pub struct Wakers {
+    /// Some pools may be below their fill level.
+    pub fill: Notify,
+    /// Which pools the fill job was asked to look at since it last did.
+    fill_scope: Mutex<FillScope>,
+    /// Some nodes may be due for deprovisioning.
+    pub deprovision: Notify,
+    /// The earliest expiry may have changed.
+    pub expiry: Notify,
+}
+
+/// Which pools a fill round looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FillScope {
+    /// Nobody asked: only the periodic round (which looks at every pool) runs.
+    #[default]
+    Nothing,
+    /// These pools lost ready nodes.
+    Pools(BTreeSet<String>),
+    /// Every pool (a reusable node came back, or the periodic round).
+    All,
+}
+
+impl FillScope {
+    fn add(&mut self, pools: Option<&[String]>) {
+        match (pools, &mut *self) {
+            (_, FillScope::All) => {}
+            (None, _) => *self = FillScope::All,
+            (Some(names), FillScope::Pools(set)) => set.extend(names.iter().cloned()),
+            (Some(names), FillScope::Nothing) => {
+                if !names.is_empty() {
+                    *self = FillScope::Pools(names.iter().cloned().collect());
+                }
+            }
+        }
+    }
+}
+
+impl Wakers {
+    /// Asks the fill job to look at `pools` (all pools when `None`).
+    pub fn fill(&self, pools: Option<&[String]>) {
+        if let Ok(mut scope) = self.fill_scope.lock() {
+            scope.add(pools);
+        }
+        self.fill.notify_one();
+    }
+
+    /// Takes what was asked for since the last call.
+    pub fn take_fill_scope(&self) -> FillScope {
+        self.fill_scope
+            .lock()
+            .map(|mut scope| std::mem::take(&mut *scope))
+            .unwrap_or(FillScope::All)
+    }
+}
+
+/// A tenant's values after applying the configured defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effective {
+    /// How many nodes the tenant's active sessions may hold.
+    pub node_quota: i64,
+    /// How long a new session lasts.
+    pub session_lifetime: TimeDelta,
+    /// How far a session may be extended, counted from its creation.
+    pub session_lifetime_max: TimeDelta,
+}
+
+/// Seconds as stored in the database, as a time delta.
+pub fn seconds(secs: f64) -> TimeDelta {
+    // Float seconds from the database; microseconds are the finest unit we keep.
+    TimeDelta::microseconds((secs * 1_000_000.0).round() as i64)
+}
+
+/// A time delta as the seconds the database stores.
+pub fn as_seconds(delta: TimeDelta) -> f64 {
+    delta
+        .num_microseconds()
+        .map_or(f64::MAX, |us| us as f64 / 1_000_000.0)
+}
+
+impl Engine {
+    /// Assembles an engine; the configuration must have a `defaults` section.
+    pub fn new(
+        db: Db,
+        config: Arc<Config>,
+        mechanisms: Mechanisms,
+        contextualizer: Arc<dyn Contextualizer>,
+    ) -> Result<Engine, SetupError> {
+        let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
+        Ok(Engine {
+            db,
+            config,
+            defaults,
+            mechanisms,
+            contextualizer,
+            auth: Authenticator::new(),
+            wakers: Wakers::default(),
+        })
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The `defaults` section.
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// The wake-up calls of the background jobs.
+    pub fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    /// The mechanisms of the concrete pools.
+    pub fn mechanisms(&self) -> &Mechanisms {
+        &self.mechanisms
+    }
+
+    /// Checks credentials and returns the active tenant they belong to.
+    pub async fn authenticate(&self, creds: &Credentials) -> Result<Tenant, AuthError> {
+        self.auth.authenticate(&self.db, creds).await
+    }
+
+    /// A tenant's quota and lifetimes, its own or the defaults.
+    pub fn effective(&self, tenant: &Tenant) -> Effective {
+        Effective {
+            node_quota: tenant
+                .node_quota
+                .unwrap_or(i64::from(self.defaults.node_quota)),
+            session_lifetime: tenant
+                .session_lifetime
+                .map_or(self.defaults.session_lifetime, seconds),
+            session_lifetime_max: tenant
+                .session_lifetime_max
+                .map_or(self.defaults.session_lifetime_max, seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_requests_accumulate_until_taken() {
+        let w = Wakers::default();
+        assert_eq!(w.take_fill_scope(), FillScope::Nothing);
+        w.fill(Some(&["a".to_string()]));
+        w.fill(Some(&["b".to_string()]));
+        assert_eq!(
+            w.take_fill_scope(),
+            FillScope::Pools(BTreeSet::from(["a".to_string(), "b".to_string()]))
+        );
+        w.fill(Some(&["a".to_string()]));
+        w.fill(None);
+        w.fill(Some(&["c".to_string()]));
+        assert_eq!(w.take_fill_scope(), FillScope::All);
+        assert_eq!(w.take_fill_scope(), FillScope::Nothing);
+    }
+
+    #[test]
+    fn seconds_round_trip() {
+        assert_eq!(seconds(21600.0), TimeDelta::hours(6));
+        assert_eq!(as_seconds(TimeDelta::milliseconds(1500)), 1.5);
+    }
+}

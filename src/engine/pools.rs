@@ -1,0 +1,55 @@
+//! Pools as clients see them: the configured pools and how many nodes each has per state.
+
+use super::{Engine, EngineError};
+use crate::config::Pool;
+use crate::store::{self, nodes::NodeState};
+
+/// Node counts of a pool in the five states the API reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Levels {
+    /// Being provisioned.
+    pub provisioning: i64,
+    /// Ready to be handed out.
+    pub ready: i64,
+    /// Being handed out.
+    pub contextualizing: i64,
+    /// In sessions.
+    pub deployed: i64,
+    /// Being taken back.
+    pub deprovisioning: i64,
+}
+
+impl Engine {
+    /// The pools `GET /pools` lists: concrete pools with a fill level, in configuration order.
+    pub fn listed_pools(&self) -> impl Iterator<Item = &Pool> {
+        self.config()
+            .nodepools
+            .concrete()
+            .filter(|p| p.fill_level.is_some())
+    }
+
+    /// A pool with its levels. Any pool can be looked up, abstract ones included, but one
+    /// without a fill level cannot report levels (422, as the original).
+    pub async fn pool_levels(&self, name: &str) -> Result<(&Pool, Levels), EngineError> {
+        let pool = self
+            .config()
+            .nodepools
+            .get(name)
+            .ok_or(EngineError::NotFound)?;
+        if pool.fill_level.is_none() {
+            return Err(EngineError::Unprocessable("Unprocessable Entity".into()));
+        }
+        let mut levels = Levels::default();
+        for (state, count) in store::nodes::levels(self.db(), name).await? {
+            match state {
+                NodeState::Provisioning => levels.provisioning = count,
+                NodeState::Ready => levels.ready = count,
+                NodeState::Contextualizing => levels.contextualizing = count,
+                NodeState::Deployed => levels.deployed = count,
+                NodeState::Deprovisioning => levels.deprovisioning = count,
+                _ => {}
+            }
+        }
+        Ok((pool, levels))
+    }
+}

@@ -1,0 +1,602 @@
+//! Sessions: handing nodes to tenants, extending and retiring their hold.
+//!
+//! A request gets all its nodes or none. The quota check and the reservation run in one
+//! write transaction (serialized per tenant), so parallel requests can neither exceed a
+//! quota nor share a node (`deviations.md` D#13).
+
+use std::collections::HashMap;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use serde_json::{Map, Value, json};
+
+use super::lifecycle::mark_failed;
+use super::{Engine, EngineError};
+use crate::store::nodes::{Node, NodeState};
+use crate::store::sessions::Session;
+use crate::store::tenants::Tenant;
+use crate::store::{self, JsonObject, Tx};
+
+/// One line of a session request: so many nodes of one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodesSpec {
+    /// The pool to take nodes from.
+    pub pool: String,
+    /// How many nodes (at least 1).
+    pub quantity: i64,
+}
+
+impl NodesSpec {
+    /// The spec as stored in `data` (`{"quantity": …, "pool": …}`, the original's key order).
+    fn to_json(&self) -> Value {
+        json!({"quantity": self.quantity, "pool": self.pool})
+    }
+}
+
+/// A new `expires_at`, absolute or relative to the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiresAt {
+    /// This time (UTC).
+    At(NaiveDateTime),
+    /// The current `expires_at` moved by this much.
+    Delta(TimeDelta),
+}
+
+/// A `PUT /sessions/{id}`: every field optional, `{}` changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionUpdate {
+    /// `Some(false)` retires the session.
+    pub active: Option<bool>,
+    /// Extend or shorten the session.
+    pub expires_at: Option<ExpiresAt>,
+    /// `Some(true)` marks every node as reported broken: held for debugging, never reused.
+    pub fail_nodes: Option<bool>,
+}
+
+/// A session with what the API shows of it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The session row.
+    pub session: Session,
+    /// The tenant holding it.
+    pub tenant: Tenant,
+    /// Its nodes as they are now, in id order.
+    pub nodes: Vec<Node>,
+}
+
+/// Detail of `data.error` on a node a tenant reported broken (`/Node/fail`).
+pub const REPORTED_FAILED: &str = "node reported failed by tenant";
+/// Detail of the 503 when no node could be contextualized.
+const CONTEXT_FAILED: &str = "contextualization of nodes failed";
+/// Detail of the 503 when cleaning up after that failed too.
+const DECONTEXT_FAILED: &str = "decontextualizing nodes failed after contextualization failure";
+
+impl Engine {
+    /// Grants a session: for every spec, `quantity` ready nodes of `pool`, least used first.
+    /// An admin may act for another tenant with `tenant_id`.
+    pub async fn request_session(
+        &self,
+        requester: &Tenant,
+        tenant_id: Option<i64>,
+        specs: Vec<NodesSpec>,
+    ) -> Result<SessionView, EngineError> {
+        let tenant = self.session_tenant(requester, tenant_id).await?;
+        let needs_context = specs.iter().any(|s| {
+            self.config()
+                .nodepools
+                .get(&s.pool)
+                .is_some_and(|p| p.contextualize)
+        });
+        let (session, nodes) = self.reserve(&tenant, &specs, needs_context).await?;
+        let mut pools: Vec<String> = specs.iter().map(|s| s.pool.clone()).collect();
+        pools.dedup();
+        if !pools.is_empty() {
+            self.wakers().fill(Some(&pools));
+        }
+        self.wakers().expiry.notify_one();
+        let nodes = if needs_context {
+            self.contextualize_session(&tenant, &session, nodes).await?
+        } else {
+            nodes
+        };
+        tracing::info!(session.id = session.id, tenant.name = %tenant.name, nodes.count = nodes.len(), "granted session {} to {}", session.id, tenant.name);
+        Ok(SessionView {
+            session,
+            tenant,
+            nodes,
+        })
+    }
+
+    /// Who the session is for: the requester, or (admins only) the tenant named.
+    async fn session_tenant(
+        &self,
+        requester: &Tenant,
+        tenant_id: Option<i64>,
+    ) -> Result<Tenant, EngineError> {
+        match tenant_id {
+            None => Ok(requester.clone()),
+            Some(id) if id == requester.id => Ok(requester.clone()),
+            Some(id) if requester.is_admin => {
+                let tenant = store::tenants::by_id(self.db(), id).await?.ok_or_else(|| {
+                    EngineError::Unprocessable(format!("can't find tenant with id {id}"))
+                })?;
+                if !tenant.is_active() {
+                    return Err(EngineError::Unprocessable(format!(
+                        "tenant '{}' isn't active",
+                        tenant.name
+                    )));
+                }
+                Ok(tenant)
+            }
+            Some(_) => Err(EngineError::Forbidden(
+                "can't create session for other tenant".into(),
+            )),
+        }
+    }
+
+    /// The one transaction of a request: quota, session row, node claims. Nodes end
+    /// `deployed`, or `contextualizing` when some pool of the request pushes SSH keys.
+    async fn reserve(
+        &self,
+        tenant: &Tenant,
+        specs: &[NodesSpec],
+        needs_context: bool,
+    ) -> Result<(Session, Vec<Node>), EngineError> {
+        let now = store::now();
+        let effective = self.effective(tenant);
+        let expires_at = now
+            .checked_add_signed(effective.session_lifetime)
+            .map(store::truncate);
+        let requested: i64 = specs.iter().map(|s| s.quantity).sum();
+        let mut tx = self.db().begin().await?;
+        store::tenants::lock(&mut tx, tenant.id).await?;
+        if !tenant.is_admin {
+            let current = store::sessions::count_active_nodes(&mut tx, tenant.id).await?;
+            if requested + current > effective.node_quota {
+                return Err(EngineError::QuotaExceeded {
+                    requested,
+                    current,
+                    quota: effective.node_quota,
+                });
+            }
+        }
+        let mut data = Map::new();
+        data.insert(
+            "nodes_specs".into(),
+            Value::Array(specs.iter().map(NodesSpec::to_json).collect()),
+        );
+        let session =
+            store::sessions::insert(&mut tx, tenant.id, now, expires_at, &JsonObject(data)).await?;
+        let state = if needs_context {
+            NodeState::Contextualizing
+        } else {
+            NodeState::Deployed
+        };
+        let mut nodes = Vec::new();
+        for spec in specs {
+            let is_concrete = self
+                .config()
+                .nodepools
+                .get(&spec.pool)
+                .is_some_and(|p| !p.is_abstract);
+            let claimed = if is_concrete {
+                self.claim(&mut tx, session.id, spec, spec.quantity, state, now)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            if (claimed.len() as i64) < spec.quantity {
+                // Dropping the transaction rolls everything back: no session, no claim.
+                return Err(EngineError::CantReserve {
+                    quantity: spec.quantity,
+                    pool: spec.pool.clone(),
+                });
+            }
+            nodes.extend(claimed);
+        }
+        tx.commit().await?;
+        nodes.sort_by_key(|n| n.id);
+        Ok((session, nodes))
+    }
+
+    /// Claims up to `quantity` ready nodes of a spec's pool for a session.
+    async fn claim(
+        &self,
+        tx: &mut Tx,
+        session_id: i64,
+        spec: &NodesSpec,
+        quantity: i64,
+        state: NodeState,
+        now: NaiveDateTime,
+    ) -> Result<Vec<Node>, EngineError> {
+        let mut claimed = store::nodes::claim_ready(tx, &spec.pool, quantity).await?;
+        for node in &mut claimed {
+            node.data.0.insert("nodes_spec".into(), spec.to_json());
+            node.state = state;
+            node.state_changed_at = now;
+            if state == NodeState::Deployed {
+                node.used_count += 1;
+            }
+            store::nodes::save(tx, node, NodeState::Ready).await?;
+            store::sessions::link_node(tx, session_id, node.id, &spec.pool, &node.data).await?;
+        }
+        Ok(claimed)
+    }
+
+    /// Pushes the tenant's key to every node of a fresh session. A node that fails is marked
+    /// failed and replaced by another ready node of its pool while there is one (D#14); when
+    /// none is left, the session is undone and the request fails with 503.
+    async fn contextualize_session(
+        &self,
+        tenant: &Tenant,
+        session: &Session,
+        nodes: Vec<Node>,
+    ) -> Result<Vec<Node>, EngineError> {
+        let mut done: Vec<Node> = Vec::new();
+        let mut pending = nodes;
+        while !pending.is_empty() {
+            let results = futures::future::join_all(pending.iter().map(|node| async {
+                let contextualize = node
+                    .pool
+                    .as_deref()
+                    .and_then(|p| self.config().nodepools.get(p))
+                    .is_some_and(|p| p.contextualize);
+                match (contextualize, node.ipaddr.as_deref()) {
+                    (false, _) => Ok(()),
+                    (true, Some(ip)) => {
+                        self.contextualizer.contextualize(ip, &tenant.ssh_key).await
+                    }
+                    (true, None) => Err(crate::contextualize::ContextError(
+                        "node has no address".into(),
+                    )),
+                }
+            }))
+            .await;
+            let mut failed = Vec::new();
+            for (node, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => done.push(node),
+                    Err(e) => {
+                        tracing::warn!(node.id = node.id, session.id = session.id, error = %e, "node {}: contextualization failed: {e}", node.id);
+                        failed.push(node);
+                    }
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            match self.replace_failed(session.id, failed).await? {
+                Some(replacements) => pending = replacements,
+                None => return Err(self.undo_session(session.id, done).await),
+            }
+        }
+        let now = store::now();
+        let mut tx = self.db().begin().await?;
+        for node in &mut done {
+            node.state = NodeState::Deployed;
+            node.state_changed_at = now;
+            node.used_count += 1;
+            store::nodes::save(&mut tx, node, NodeState::Contextualizing).await?;
+        }
+        tx.commit().await?;
+        done.sort_by_key(|n| n.id);
+        Ok(done)
+    }
+
+    /// Fails nodes whose contextualization failed and claims one replacement for each.
+    /// `None` when some pool has no ready node left (no replacement is then claimed).
+    async fn replace_failed(
+        &self,
+        session_id: i64,
+        failed: Vec<Node>,
+    ) -> Result<Option<Vec<Node>>, EngineError> {
+        let now = store::now();
+        let mut tx = self.db().begin().await?;
+        let mut specs = Vec::with_capacity(failed.len());
+        for mut node in failed {
+            mark_failed(&mut node, "contextualizing node failed", now);
+            store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await?;
+            store::sessions::unlink_node(&mut tx, session_id, node.id).await?;
+            specs.push(NodesSpec {
+                pool: node.pool.clone().unwrap_or_default(),
+                quantity: node
+                    .data
+                    .0
+                    .get("nodes_spec")
+                    .and_then(|s| s.get("quantity"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1),
+            });
+        }
+        tx.commit().await?;
+        let mut tx = self.db().begin().await?;
+        let mut replacements = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let claimed = self
+                .claim(
+                    &mut tx,
+                    session_id,
+                    spec,
+                    1,
+                    NodeState::Contextualizing,
+                    now,
+                )
+                .await?;
+            if claimed.is_empty() {
+                // Dropping the transaction releases the replacements claimed so far.
+                return Ok(None);
+            }
+            replacements.extend(claimed);
+        }
+        tx.commit().await?;
+        Ok(Some(replacements))
+    }
+
+    /// Undoes a session whose nodes could not all be contextualized: the nodes that were
+    /// contextualized are cleaned and go back to ready, the session is deleted. Returns the
+    /// error to answer with.
+    async fn undo_session(&self, session_id: i64, contextualized: Vec<Node>) -> EngineError {
+        let cleanups = futures::future::join_all(contextualized.iter().map(|node| async {
+            let contextualize = node
+                .pool
+                .as_deref()
+                .and_then(|p| self.config().nodepools.get(p))
+                .is_some_and(|p| p.contextualize);
+            match (contextualize, node.ipaddr.as_deref()) {
+                (true, Some(ip)) => self.contextualizer.decontextualize(ip).await.is_ok(),
+                _ => true,
+            }
+        }))
+        .await;
+        let all_clean = cleanups.iter().all(|ok| *ok);
+        let now = store::now();
+        let undo = async {
+            let mut tx = self.db().begin().await?;
+            // Nodes linked to the session but not yet contextualized go back to ready too.
+            let linked = store::sessions::nodes_of_tx(&mut tx, session_id).await?;
+            for mut node in linked {
+                let clean = contextualized
+                    .iter()
+                    .position(|n| n.id == node.id)
+                    .is_none_or(|i| cleanups[i]);
+                if clean {
+                    node.state = NodeState::Ready;
+                    node.data.0.remove("nodes_spec");
+                    node.state_changed_at = now;
+                } else {
+                    mark_failed(&mut node, "decontextualizing node failed", now);
+                }
+                store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await?;
+            }
+            store::sessions::delete(&mut tx, session_id).await?;
+            tx.commit().await?;
+            Ok::<(), EngineError>(())
+        };
+        if let Err(e) = undo.await {
+            return e;
+        }
+        self.wakers().fill(None);
+        EngineError::Unavailable(
+            if all_clean {
+                CONTEXT_FAILED
+            } else {
+                DECONTEXT_FAILED
+            }
+            .into(),
+        )
+    }
+
+    /// Retires, extends or marks a session. Only its tenant or an admin may.
+    pub async fn update_session(
+        &self,
+        requester: &Tenant,
+        id: i64,
+        update: SessionUpdate,
+    ) -> Result<SessionView, EngineError> {
+        let now = store::now();
+        let mut tx = self.db().begin().await?;
+        let mut session = store::sessions::by_id_tx(&mut tx, id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if !requester.is_admin && session.tenant_id != requester.id {
+            return Err(EngineError::Forbidden("Forbidden".into()));
+        }
+        if !session.is_active() {
+            return Err(EngineError::SessionRetired(id));
+        }
+        let tenant = if session.tenant_id == requester.id {
+            requester.clone()
+        } else {
+            store::tenants::by_id_tx(&mut tx, session.tenant_id)
+                .await?
+                .ok_or(EngineError::NotFound)?
+        };
+        if let Some(expires_at) = update.expires_at {
+            let max = self.effective(&tenant).session_lifetime_max;
+            session.expires_at = Some(clamp_expiry(
+                &session,
+                expires_at,
+                now,
+                max,
+                requester.is_admin,
+            )?);
+        }
+        if update.fail_nodes == Some(true) {
+            for mut node in store::sessions::nodes_of_tx(&mut tx, id).await? {
+                if node.state == NodeState::Deployed && !node.data.0.contains_key("error") {
+                    node.data.0.insert(
+                        "error".into(),
+                        json!({"failed_at": super::lifecycle::python_isoformat(now), "detail": REPORTED_FAILED}),
+                    );
+                    store::nodes::save(&mut tx, &node, NodeState::Deployed).await?;
+                }
+            }
+        }
+        let retiring = update.active == Some(false);
+        if retiring {
+            session.retired_at = Some(now);
+        }
+        let session = store::sessions::save(&mut tx, &session).await?;
+        tx.commit().await?;
+        if update.expires_at.is_some() {
+            self.wakers().expiry.notify_one();
+        }
+        if retiring {
+            tracing::info!(session.id = id, tenant.name = %tenant.name, "retired session {id}");
+            self.wakers().deprovision.notify_one();
+        }
+        let nodes = store::sessions::nodes_of(self.db(), id).await?;
+        Ok(SessionView {
+            session,
+            tenant,
+            nodes,
+        })
+    }
+
+    /// One session, retired ones included; only its tenant or an admin may see it.
+    pub async fn session(&self, requester: &Tenant, id: i64) -> Result<SessionView, EngineError> {
+        let session = store::sessions::by_id(self.db(), id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if !requester.is_admin && session.tenant_id != requester.id {
+            return Err(EngineError::Forbidden("Forbidden".into()));
+        }
+        let tenant = if session.tenant_id == requester.id {
+            requester.clone()
+        } else {
+            self.tenant(session.tenant_id).await?
+        };
+        let nodes = store::sessions::nodes_of(self.db(), id).await?;
+        Ok(SessionView {
+            session,
+            tenant,
+            nodes,
+        })
+    }
+
+    /// Active sessions: all of them for admins and anonymous readers (D#1), a tenant's own
+    /// otherwise. Three queries whatever the number of sessions.
+    pub async fn active_sessions(
+        &self,
+        requester: Option<&Tenant>,
+    ) -> Result<Vec<SessionView>, EngineError> {
+        let filter = requester.filter(|t| !t.is_admin).map(|t| t.id);
+        let sessions = store::sessions::list_active(self.db(), filter).await?;
+        let links = store::sessions::nodes_of_active(self.db(), filter).await?;
+        let tenants: HashMap<i64, Tenant> = match requester.filter(|t| !t.is_admin) {
+            Some(t) => HashMap::from([(t.id, t.clone())]),
+            None => self
+                .tenants()
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect(),
+        };
+        let mut nodes: HashMap<i64, Vec<Node>> = HashMap::new();
+        for link in links {
+            nodes.entry(link.session_id).or_default().push(link.node);
+        }
+        Ok(sessions
+            .into_iter()
+            .filter_map(|session| {
+                let tenant = tenants.get(&session.tenant_id)?.clone();
+                let nodes = nodes.remove(&session.id).unwrap_or_default();
+                Some(SessionView {
+                    session,
+                    tenant,
+                    nodes,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The new `expires_at` of a session (`v3-api.md` §8): a delta counts from the current
+/// `expires_at`; the result is never before `created_at` and, unless an admin asks, never
+/// past `created_at` + the session tenant's maximum lifetime.
+fn clamp_expiry(
+    session: &Session,
+    wanted: ExpiresAt,
+    now: NaiveDateTime,
+    max_lifetime: TimeDelta,
+    by_admin: bool,
+) -> Result<NaiveDateTime, EngineError> {
+    let out_of_range = || EngineError::Unprocessable("expires_at is out of range".into());
+    let mut new = match wanted {
+        ExpiresAt::At(t) => t,
+        ExpiresAt::Delta(d) => session
+            .expires_at
+            .unwrap_or(now)
+            .checked_add_signed(d)
+            .ok_or_else(out_of_range)?,
+    };
+    new = new.max(session.created_at);
+    if !by_admin && let Some(limit) = session.created_at.checked_add_signed(max_lifetime) {
+        new = new.min(limit);
+    }
+    Ok(store::truncate(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(created: NaiveDateTime, lifetime: TimeDelta) -> Session {
+        Session {
+            id: 1,
+            created_at: created,
+            retired_at: None,
+            tenant_id: 1,
+            expires_at: Some(created + lifetime),
+            data: JsonObject::default(),
+        }
+    }
+
+    #[test]
+    fn clamping_follows_the_originals_examples() {
+        // lifetime 6h, max 12h
+        let created = store::now();
+        let s = session(created, TimeDelta::hours(6));
+        let max = TimeDelta::hours(12);
+        let at = |d| clamp_expiry(&s, ExpiresAt::Delta(d), created, max, false).unwrap();
+        assert_eq!(at(TimeDelta::hours(1)), created + TimeDelta::hours(7));
+        assert_eq!(at(TimeDelta::days(1)), created + TimeDelta::hours(12));
+        assert_eq!(at(TimeDelta::days(-2)), created);
+        let admin = clamp_expiry(&s, ExpiresAt::Delta(TimeDelta::days(5)), created, max, true);
+        assert_eq!(
+            admin.unwrap(),
+            created + TimeDelta::hours(6) + TimeDelta::days(5)
+        );
+        let absolute = clamp_expiry(
+            &s,
+            ExpiresAt::At(created - TimeDelta::hours(1)),
+            created,
+            max,
+            true,
+        );
+        assert_eq!(absolute.unwrap(), created);
+    }
+
+    #[test]
+    fn huge_deltas_are_an_error_not_a_panic() {
+        let created = store::now();
+        let s = session(created, TimeDelta::hours(6));
+        let huge = TimeDelta::try_days(100_000_000).unwrap();
+        let r = clamp_expiry(
+            &s,
+            ExpiresAt::Delta(huge),
+            created,
+            TimeDelta::hours(12),
+            true,
+        );
+        assert!(r.is_err());
+        // non-admins are clamped anyway, and the clamp happens after the addition
+        let r = clamp_expiry(
+            &s,
+            ExpiresAt::Delta(TimeDelta::weeks(520)),
+            created,
+            TimeDelta::hours(12),
+            false,
+        );
+        assert_eq!(r.unwrap(), created + TimeDelta::hours(12));
+    }
+}

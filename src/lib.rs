@@ -1,0 +1,24 @@
+//! Duffy hands CI jobs freshly installed test machines.
+//!
+//! A tenant asks for a *session* of nodes from one or more *pools*; background jobs keep
+//! each pool provisioned up to its fill level, so nodes are handed out at once. This crate
+//! is a Rust reimplementation of the original (Python) Duffy, compatible with its clients.
+//!
+//! A tour, in the order data flows:
+//! * [`config`]: discovery, deep merge and validation of the YAML configuration;
+//! * [`api`]: the v3 REST API (warp): filters extract, handlers decide;
+//! * [`engine`]: sessions, quotas, the node life cycle and the background [`engine::jobs`];
+//! * [`store`]: SQLite or PostgreSQL, one schema, SQL beside the function that runs it;
+//! * [`mechanisms`]: what creates and destroys machines (`noop` for now);
+//! * [`contextualize`]: pushing a tenant's SSH key onto its nodes;
+//! * [`app`]: everything assembled on a listener; [`cli`]: the `duffy` command.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod contextualize;
+pub mod engine;
+pub mod mechanisms;
+pub mod store;
+pub mod templates;

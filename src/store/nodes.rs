@@ -1,0 +1,364 @@
+//! The `nodes` table: every machine Duffy has provisioned, handed out or registered.
+//!
+//! State changes are compare-and-set: [`save`] only writes when the node is still in the
+//! state the caller read, so a late mechanism result can never overwrite a newer decision
+//! (a deadline that failed the node, a concurrent claim).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDateTime;
+
+use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx};
+
+/// The life cycle of a node (`v3-api.md` §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// Registered or returned, not in a pool's cycle.
+    Unused,
+    /// A mechanism is creating or reinstalling it.
+    Provisioning,
+    /// Provisioned and waiting for a session.
+    Ready,
+    /// Being handed to a tenant (SSH key push).
+    Contextualizing,
+    /// Held by a session.
+    Deployed,
+    /// A mechanism is destroying or cleaning it.
+    Deprovisioning,
+    /// Retired after a successful deprovision (final).
+    Done,
+    /// Something went wrong; kept for an operator to look at (final).
+    Failed,
+}
+
+impl NodeState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [NodeState; 8] = [
+        NodeState::Unused,
+        NodeState::Provisioning,
+        NodeState::Ready,
+        NodeState::Contextualizing,
+        NodeState::Deployed,
+        NodeState::Deprovisioning,
+        NodeState::Done,
+        NodeState::Failed,
+    ];
+
+    /// The name stored in the database and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unused => "unused",
+            NodeState::Provisioning => "provisioning",
+            NodeState::Ready => "ready",
+            NodeState::Contextualizing => "contextualizing",
+            NodeState::Deployed => "deployed",
+            NodeState::Deprovisioning => "deprovisioning",
+            NodeState::Done => "done",
+            NodeState::Failed => "failed",
+        }
+    }
+
+    /// States a node must not stay in for long; each has a deadline.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            NodeState::Provisioning | NodeState::Contextualizing | NodeState::Deprovisioning
+        )
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state name that is none of the eight.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown node state '{0}'")]
+pub struct UnknownState(String);
+
+impl FromStr for NodeState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for NodeState {
+    type Error = UnknownState;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// A node row as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Node {
+    /// Primary key.
+    pub id: i64,
+    /// When the row was created.
+    pub created_at: NaiveDateTime,
+    /// Set when the node left service for good (`done`).
+    pub retired_at: Option<NaiveDateTime>,
+    /// Known once provisioned (or registered).
+    pub hostname: Option<String>,
+    /// Known once provisioned (or registered).
+    pub ipaddr: Option<String>,
+    /// Where the node is in its life cycle.
+    #[sqlx(try_from = "String")]
+    pub state: NodeState,
+    /// Free text for operators.
+    pub comment: Option<String>,
+    /// The pool whose cycle the node is in; `None` for unused reusable nodes.
+    pub pool: Option<String>,
+    /// Reusable nodes go back to `unused` after deprovisioning instead of `done`.
+    pub reusable: bool,
+    /// Mechanism results (`provision`), the hand-out spec (`nodes_spec`), errors (`error`).
+    #[sqlx(try_from = "String")]
+    pub data: JsonObject,
+    /// How often the node was handed out; the least-used ready node goes first.
+    pub used_count: i64,
+    /// When the node entered its current state (deadlines of transient states).
+    pub state_changed_at: NaiveDateTime,
+}
+
+/// A node registered through `POST /nodes` (reusable machines such as bare metal).
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    /// Host name, unique among live nodes.
+    pub hostname: String,
+    /// IP address, unique among live nodes.
+    pub ipaddr: String,
+    /// Free text.
+    pub comment: Option<String>,
+    /// Pool, normally `None` so that `reuse-nodes` pools can pick the node.
+    pub pool: Option<String>,
+    /// Back to `unused` after deprovisioning.
+    pub reusable: bool,
+    /// Facts the `reuse-nodes` matching reads (e.g. `architecture`).
+    pub data: JsonObject,
+}
+
+/// One node by id, retired ones included.
+pub async fn by_id(db: &Db, id: i64) -> Result<Option<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE id = $1";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
+}
+
+/// One node by id inside a write transaction.
+pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE id = $1";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
+}
+
+/// Every node not retired (failed ones too), in id order: `GET /nodes`.
+pub async fn list_live(db: &Db) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL ORDER BY id";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?)
+}
+
+/// Nodes in `state`, in id order (reconciliation, deadlines, operators' views).
+pub async fn in_state(db: &Db, state: NodeState) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE state = $1 AND retired_at IS NULL ORDER BY id";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(state.as_str()).fetch_all(c).await)?)
+}
+
+/// Registers a machine in state `unused`; a live node with the same hostname or address is
+/// `StoreError::Duplicate`.
+pub async fn insert_registered(
+    tx: &mut Tx,
+    new: &NewNode,
+    now: NaiveDateTime,
+) -> Result<Node, StoreError> {
+    const SQL: &str = "INSERT INTO nodes \
+        (created_at, hostname, ipaddr, state, comment, pool, reusable, data, state_changed_at) \
+        VALUES ($1, $2, $3, 'unused', $4, $5, $6, $7, $1) RETURNING *";
+    on_tx!(tx, c => sqlx::query_as(SQL)
+        .bind(now)
+        .bind(&new.hostname)
+        .bind(&new.ipaddr)
+        .bind(&new.comment)
+        .bind(&new.pool)
+        .bind(new.reusable)
+        .bind(new.data.to_text())
+        .fetch_one(c)
+        .await)
+    .map_err(StoreError::from_write)
+}
+
+/// Node counts of a pool by state, for the pool's `levels`.
+pub async fn levels(db: &Db, pool: &str) -> Result<Vec<(NodeState, i64)>, StoreError> {
+    const SQL: &str = "SELECT state, COUNT(*) FROM nodes \
+        WHERE retired_at IS NULL AND pool = $1 GROUP BY state";
+    let rows: Vec<(String, i64)> =
+        on_reader!(db, c => sqlx::query_as(SQL).bind(pool).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(state, n)| state.parse().ok().map(|s| (s, n)))
+        .collect())
+}
+
+/// Takes up to `quantity` ready nodes of a pool for a session, least used first. On
+/// PostgreSQL the rows stay locked until the transaction ends and rows locked by a parallel
+/// request are skipped, so two requests never get the same node.
+pub async fn claim_ready(tx: &mut Tx, pool: &str, quantity: i64) -> Result<Vec<Node>, StoreError> {
+    const SQLITE: &str = "SELECT * FROM nodes \
+        WHERE retired_at IS NULL AND state = 'ready' AND pool = $1 \
+        ORDER BY used_count, id LIMIT $2";
+    const POSTGRES: &str = "SELECT * FROM nodes \
+        WHERE retired_at IS NULL AND state = 'ready' AND pool = $1 \
+        ORDER BY used_count, id LIMIT $2 FOR UPDATE SKIP LOCKED";
+    Ok(match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as(SQLITE)
+                .bind(pool)
+                .bind(quantity)
+                .fetch_all(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as(POSTGRES)
+                .bind(pool)
+                .bind(quantity)
+                .fetch_all(&mut **t)
+                .await?
+        }
+    })
+}
+
+/// Writes back a changed node if it is still in state `expected`; returns whether it was.
+/// A clash with a live node's hostname or address is `StoreError::Duplicate`.
+pub async fn save(tx: &mut Tx, node: &Node, expected: NodeState) -> Result<bool, StoreError> {
+    const SQL: &str = "UPDATE nodes SET retired_at = $2, hostname = $3, ipaddr = $4, \
+        state = $5, comment = $6, pool = $7, reusable = $8, data = $9, used_count = $10, \
+        state_changed_at = $11 WHERE id = $1 AND state = $12";
+    let done = on_tx!(tx, c => sqlx::query(SQL)
+        .bind(node.id)
+        .bind(node.retired_at)
+        .bind(&node.hostname)
+        .bind(&node.ipaddr)
+        .bind(node.state.as_str())
+        .bind(&node.comment)
+        .bind(&node.pool)
+        .bind(node.reusable)
+        .bind(node.data.to_text())
+        .bind(node.used_count)
+        .bind(node.state_changed_at)
+        .bind(expected.as_str())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_write)?;
+    Ok(done == 1)
+}
+
+/// Serializes fills of one pool so two fills never both see the same deficit. PostgreSQL
+/// takes a transaction-scoped advisory lock keyed by the pool name; SQLite's single writer
+/// already serializes.
+pub async fn lock_pool(tx: &mut Tx, pool: &str) -> Result<(), StoreError> {
+    if let Tx::Postgres(t) = tx {
+        const SQL: &str = "SELECT pg_advisory_xact_lock($1)";
+        sqlx::query(SQL)
+            .bind(pool_lock_key(pool))
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A stable 64-bit key for a pool's advisory lock (FNV-1a of the name).
+fn pool_lock_key(pool: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in pool.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Nodes of a pool that count towards its fill level: ready or being provisioned.
+pub async fn count_filling(tx: &mut Tx, pool: &str) -> Result<i64, StoreError> {
+    const SQL: &str = "SELECT COUNT(*) FROM nodes WHERE retired_at IS NULL AND pool = $1 \
+        AND state IN ('ready', 'provisioning')";
+    Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(pool).fetch_one(c).await)?)
+}
+
+/// Creates a fresh node row in `provisioning` for a pool that makes new machines.
+pub async fn insert_provisioning(
+    tx: &mut Tx,
+    pool: &str,
+    now: NaiveDateTime,
+) -> Result<Node, StoreError> {
+    const SQL: &str = "INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
+        VALUES ($1, 'provisioning', $2, FALSE, '{}', $1) RETURNING *";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(now).bind(pool).fetch_one(c).await)?)
+}
+
+/// Unused reusable nodes outside any pool, in id order: candidates for `reuse-nodes` pools.
+pub async fn reusable_unused(tx: &mut Tx) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL AND pool IS NULL \
+        AND reusable = TRUE AND state = 'unused' ORDER BY id";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).fetch_all(c).await)?)
+}
+
+/// Deletes a non-reusable node whose provisioning produced nothing, if it is still
+/// provisioning; returns whether it was deleted.
+pub async fn delete_provisioning(tx: &mut Tx, id: i64) -> Result<bool, StoreError> {
+    const SQL: &str = "DELETE FROM nodes WHERE id = $1 AND state = 'provisioning'";
+    let done =
+        on_tx!(tx, c => sqlx::query(SQL).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// Deployed nodes that no active session holds any more: their session was retired or
+/// expired, so they are due for deprovisioning. Derived from state, so a crash between
+/// retiring a session and deprovisioning its nodes loses nothing.
+pub async fn orphaned_deployed(tx: &mut Tx, limit: i64) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes n WHERE n.retired_at IS NULL \
+        AND n.state = 'deployed' AND NOT EXISTS (\
+            SELECT 1 FROM sessions_nodes sn JOIN sessions s ON s.id = sn.session_id \
+            WHERE sn.node_id = n.id AND s.retired_at IS NULL) \
+        ORDER BY n.id LIMIT $1";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(limit).fetch_all(c).await)?)
+}
+
+/// Nodes that entered `state` before `before` (transient states past their deadline).
+pub async fn stuck(
+    tx: &mut Tx,
+    state: NodeState,
+    before: NaiveDateTime,
+) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL AND state = $1 \
+        AND state_changed_at < $2 ORDER BY id";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL)
+        .bind(state.as_str())
+        .bind(before)
+        .fetch_all(c)
+        .await)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for state in NodeState::ALL {
+            assert_eq!(state.as_str().parse::<NodeState>().unwrap(), state);
+        }
+        assert!("bogus".parse::<NodeState>().is_err());
+    }
+
+    #[test]
+    fn pool_lock_keys_differ_per_pool() {
+        assert_ne!(pool_lock_key("a"), pool_lock_key("b"));
+        assert_eq!(pool_lock_key("a"), pool_lock_key("a"));
+    }
+}

@@ -1,0 +1,209 @@
+//! The `sessions` and `sessions_nodes` tables: who holds which nodes, until when.
+
+use chrono::NaiveDateTime;
+
+use super::nodes::Node;
+use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx, on_writer};
+
+/// A session row as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Session {
+    /// Primary key; also the legacy `ssid`.
+    pub id: i64,
+    /// When the session was granted.
+    pub created_at: NaiveDateTime,
+    /// Set when the session was retired or expired; `None` means active.
+    pub retired_at: Option<NaiveDateTime>,
+    /// The tenant holding the session.
+    pub tenant_id: i64,
+    /// When the session expires; `None` never expires.
+    pub expires_at: Option<NaiveDateTime>,
+    /// `{"nodes_specs": [...]}` as requested.
+    #[sqlx(try_from = "String")]
+    pub data: JsonObject,
+}
+
+impl Session {
+    /// Active sessions hold their nodes; retired ones are history.
+    pub fn is_active(&self) -> bool {
+        self.retired_at.is_none()
+    }
+}
+
+/// A node together with the session it was listed under.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionNode {
+    /// The session the link belongs to.
+    pub session_id: i64,
+    /// The node as it is now.
+    #[sqlx(flatten)]
+    pub node: Node,
+}
+
+/// Creates a session row.
+pub async fn insert(
+    tx: &mut Tx,
+    tenant_id: i64,
+    now: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+    data: &JsonObject,
+) -> Result<Session, StoreError> {
+    const SQL: &str = "INSERT INTO sessions (created_at, tenant_id, expires_at, data) \
+        VALUES ($1, $2, $3, $4) RETURNING *";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL)
+        .bind(now)
+        .bind(tenant_id)
+        .bind(expires_at)
+        .bind(data.to_text())
+        .fetch_one(c)
+        .await)?)
+}
+
+/// Links a node to a session, keeping a copy of the node's data at hand-out time.
+pub async fn link_node(
+    tx: &mut Tx,
+    session_id: i64,
+    node_id: i64,
+    pool: &str,
+    data: &JsonObject,
+) -> Result<(), StoreError> {
+    const SQL: &str =
+        "INSERT INTO sessions_nodes (session_id, node_id, pool, data) VALUES ($1, $2, $3, $4)";
+    on_tx!(tx, c => sqlx::query(SQL)
+        .bind(session_id)
+        .bind(node_id)
+        .bind(pool)
+        .bind(data.to_text())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Removes the link between a session and a node whose hand-out was undone.
+pub async fn unlink_node(tx: &mut Tx, session_id: i64, node_id: i64) -> Result<(), StoreError> {
+    const SQL: &str = "DELETE FROM sessions_nodes WHERE session_id = $1 AND node_id = $2";
+    on_tx!(tx, c => sqlx::query(SQL).bind(session_id).bind(node_id).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Deletes a session whose allocation failed, with its links; nothing else is hard-deleted.
+pub async fn delete(tx: &mut Tx, id: i64) -> Result<(), StoreError> {
+    const LINKS: &str = "DELETE FROM sessions_nodes WHERE session_id = $1";
+    const SESSION: &str = "DELETE FROM sessions WHERE id = $1";
+    on_tx!(tx, c => sqlx::query(LINKS).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    on_tx!(tx, c => sqlx::query(SESSION).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// One session by id, retired ones included.
+pub async fn by_id(db: &Db, id: i64) -> Result<Option<Session>, StoreError> {
+    const SQL: &str = "SELECT * FROM sessions WHERE id = $1";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
+}
+
+/// One session by id inside a write transaction.
+pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Session>, StoreError> {
+    const SQL: &str = "SELECT * FROM sessions WHERE id = $1";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
+}
+
+/// Active sessions of every tenant, or of one, in id order.
+pub async fn list_active(db: &Db, tenant_id: Option<i64>) -> Result<Vec<Session>, StoreError> {
+    const ALL: &str = "SELECT * FROM sessions WHERE retired_at IS NULL ORDER BY id";
+    const OF_TENANT: &str =
+        "SELECT * FROM sessions WHERE retired_at IS NULL AND tenant_id = $1 ORDER BY id";
+    Ok(match tenant_id {
+        None => on_reader!(db, c => sqlx::query_as(ALL).fetch_all(c).await)?,
+        Some(t) => on_reader!(db, c => sqlx::query_as(OF_TENANT).bind(t).fetch_all(c).await)?,
+    })
+}
+
+/// The nodes of the active sessions listed by [`list_active`] with the same filter, in
+/// session then node order: one query for a whole listing.
+pub async fn nodes_of_active(
+    db: &Db,
+    tenant_id: Option<i64>,
+) -> Result<Vec<SessionNode>, StoreError> {
+    const ALL: &str = "SELECT sn.session_id, n.* FROM sessions s \
+        JOIN sessions_nodes sn ON sn.session_id = s.id JOIN nodes n ON n.id = sn.node_id \
+        WHERE s.retired_at IS NULL ORDER BY sn.session_id, n.id";
+    const OF_TENANT: &str = "SELECT sn.session_id, n.* FROM sessions s \
+        JOIN sessions_nodes sn ON sn.session_id = s.id JOIN nodes n ON n.id = sn.node_id \
+        WHERE s.retired_at IS NULL AND s.tenant_id = $1 ORDER BY sn.session_id, n.id";
+    Ok(match tenant_id {
+        None => on_reader!(db, c => sqlx::query_as(ALL).fetch_all(c).await)?,
+        Some(t) => on_reader!(db, c => sqlx::query_as(OF_TENANT).bind(t).fetch_all(c).await)?,
+    })
+}
+
+/// The nodes of one session, in node order.
+pub async fn nodes_of(db: &Db, session_id: i64) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT n.* FROM sessions_nodes sn JOIN nodes n ON n.id = sn.node_id \
+        WHERE sn.session_id = $1 ORDER BY n.id";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(session_id).fetch_all(c).await)?)
+}
+
+/// The nodes of one session inside a write transaction.
+pub async fn nodes_of_tx(tx: &mut Tx, session_id: i64) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT n.* FROM sessions_nodes sn JOIN nodes n ON n.id = sn.node_id \
+        WHERE sn.session_id = $1 ORDER BY n.id";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(session_id).fetch_all(c).await)?)
+}
+
+/// How many nodes the tenant's active sessions hold: the "current allocation" of the quota.
+pub async fn count_active_nodes(tx: &mut Tx, tenant_id: i64) -> Result<i64, StoreError> {
+    const SQL: &str = "SELECT COUNT(*) FROM sessions_nodes sn \
+        JOIN sessions s ON s.id = sn.session_id \
+        WHERE s.tenant_id = $1 AND s.retired_at IS NULL";
+    Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(tenant_id).fetch_one(c).await)?)
+}
+
+/// Writes back `expires_at` and `retired_at` of a loaded session.
+pub async fn save(tx: &mut Tx, session: &Session) -> Result<Session, StoreError> {
+    const SQL: &str =
+        "UPDATE sessions SET expires_at = $2, retired_at = $3 WHERE id = $1 RETURNING *";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL)
+        .bind(session.id)
+        .bind(session.expires_at)
+        .bind(session.retired_at)
+        .fetch_one(c)
+        .await)?)
+}
+
+/// Makes every active session of a tenant expire at `when` (retiring a tenant).
+pub async fn expire_all_of_tenant(
+    tx: &mut Tx,
+    tenant_id: i64,
+    when: NaiveDateTime,
+) -> Result<u64, StoreError> {
+    const SQL: &str =
+        "UPDATE sessions SET expires_at = $2 WHERE tenant_id = $1 AND retired_at IS NULL";
+    let done = on_tx!(tx, c => sqlx::query(SQL).bind(tenant_id).bind(when).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(done)
+}
+
+/// Retires every active session whose `expires_at` has come; returns their ids.
+pub async fn retire_expired(db: &Db, now: NaiveDateTime) -> Result<Vec<i64>, StoreError> {
+    const SQL: &str = "UPDATE sessions SET retired_at = $1 \
+        WHERE retired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id";
+    Ok(on_writer!(db, c => sqlx::query_scalar(SQL).bind(now).fetch_all(c).await)?)
+}
+
+/// The earliest `expires_at` among active sessions: the expiry job sleeps until then.
+pub async fn next_expiry(db: &Db) -> Result<Option<NaiveDateTime>, StoreError> {
+    const SQL: &str = "SELECT MIN(expires_at) FROM sessions WHERE retired_at IS NULL";
+    Ok(on_reader!(db, c => sqlx::query_scalar(SQL).fetch_one(c).await)?)
+}
+
+/// Retires the active sessions holding a node (a node stuck in hand-out is taken back).
+pub async fn retire_holding(
+    tx: &mut Tx,
+    node_id: i64,
+    now: NaiveDateTime,
+) -> Result<u64, StoreError> {
+    const SQL: &str = "UPDATE sessions SET retired_at = $2 WHERE retired_at IS NULL \
+        AND id IN (SELECT session_id FROM sessions_nodes WHERE node_id = $1)";
+    let done = on_tx!(tx, c => sqlx::query(SQL).bind(node_id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(done)
+}
