@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The body exceeds the limit.
     #[error("Request Entity Too Large")]
     PayloadTooLarge,
+    /// The body could not be read (the client broke off).
+    #[error("There was an error parsing the body")]
+    BodyUnreadable,
 }
 
 impl From<Vec<FieldError>> for ApiError {
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyUnreadable => StatusCode::BAD_REQUEST,
             ApiError::Engine(e) => match e {
                 EngineError::NotFound => StatusCode::NOT_FOUND,
                 EngineError::Forbidden(_) | EngineError::QuotaExceeded { .. } => {
@@ -123,8 +127,12 @@ impl Reply for ApiError {
 /// Turns warp's rejections into the API's error shape. The most specific reason wins:
 /// a too-large body, then a wrong method, then an unknown route.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    let error = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+    let error = if rejection.find::<super::BodyTooLarge>().is_some()
+        || rejection.find::<warp::reject::PayloadTooLarge>().is_some()
+    {
         ApiError::PayloadTooLarge
+    } else if rejection.find::<super::BodyUnreadable>().is_some() {
+        ApiError::BodyUnreadable
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
     } else {

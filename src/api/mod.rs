@@ -114,6 +114,11 @@ pub fn auth_header()
 pub struct BodyTooLarge;
 impl warp::reject::Reject for BodyTooLarge {}
 
+/// The body could not be read (a rejection only `recover` sees).
+#[derive(Debug)]
+pub struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
 /// The raw request body, at most [`BODY_LIMIT`] bytes, with or without a `Content-Length`.
 pub fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
     warp::body::stream().and_then(collect_body)
@@ -127,7 +132,7 @@ where
     let mut stream = Box::pin(stream);
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyTooLarge))?;
+        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
         if body.len() + chunk.remaining() > BODY_LIMIT {
             return Err(warp::reject::custom(BodyTooLarge));
         }

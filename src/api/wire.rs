@@ -119,7 +119,10 @@ pub struct TenantBrief<'a> {
 /// A session's tenant: full for tenants, brief for anonymous readers.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-#[expect(clippy::large_enum_variant, reason = "built once per session in a response")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per session in a response"
+)]
 enum SessionTenant<'a> {
     Full(TenantOut<'a>),
     Brief(TenantBrief<'a>),

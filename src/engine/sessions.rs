@@ -394,7 +394,7 @@ impl Engine {
     ) -> Result<SessionView, EngineError> {
         let now = store::now();
         let mut tx = self.db().begin().await?;
-        let mut session = store::sessions::by_id_tx(&mut tx, id)
+        let mut session = store::sessions::lock_by_id(&mut tx, id)
             .await?
             .ok_or(EngineError::NotFound)?;
         if !requester.is_admin && session.tenant_id != requester.id {

@@ -116,7 +116,7 @@ impl Engine {
     ) -> Result<(Tenant, ShownKey), EngineError> {
         let now = store::now();
         let mut tx = self.db().begin().await?;
-        let mut tenant = store::tenants::by_id_tx(&mut tx, id)
+        let mut tenant = store::tenants::lock_by_id(&mut tx, id)
             .await?
             .ok_or(EngineError::NotFound)?;
         let retired_error = |t: &Tenant| EngineError::TenantRetired {

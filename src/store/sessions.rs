@@ -102,10 +102,26 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<Session>, StoreError> {
     Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
 }
 
-/// One session by id inside a write transaction.
-pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Session>, StoreError> {
-    const SQL: &str = "SELECT * FROM sessions WHERE id = $1";
-    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
+/// One session by id, locked until the transaction ends so that two parallel changes of
+/// the same session happen one after the other (PostgreSQL row lock; SQLite's single
+/// writer already serializes).
+pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Session>, StoreError> {
+    const SQLITE: &str = "SELECT * FROM sessions WHERE id = $1";
+    const POSTGRES: &str = "SELECT * FROM sessions WHERE id = $1 FOR UPDATE";
+    Ok(match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as(SQLITE)
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as(POSTGRES)
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    })
 }
 
 /// Active sessions of every tenant, or of one, in id order.

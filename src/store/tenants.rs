@@ -67,6 +67,27 @@ pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Tenant>, StoreError
     Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
 }
 
+/// Looks a tenant up by id and locks it until the transaction ends: changes of one tenant
+/// (and its session requests, see [`lock`]) happen one after the other.
+pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Tenant>, StoreError> {
+    const SQLITE: &str = "SELECT * FROM tenants WHERE id = $1";
+    const POSTGRES: &str = "SELECT * FROM tenants WHERE id = $1 FOR UPDATE";
+    Ok(match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as(SQLITE)
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as(POSTGRES)
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    })
+}
+
 /// Looks a tenant up by its unique name (Basic auth, `duffy admin`).
 pub async fn by_name(db: &Db, name: &str) -> Result<Option<Tenant>, StoreError> {
     const SQL: &str = "SELECT * FROM tenants WHERE name = $1";

@@ -1,0 +1,438 @@
+//! The test harness: the real server on port 0 with a fresh database per test.
+//!
+//! `spawn_app(backend)` starts the whole application (API and, optionally, background jobs)
+//! on 127.0.0.1:0. SQLite tests use a temporary file; PostgreSQL tests create a database of
+//! their own inside the one `DUFFY_TEST_POSTGRES_URL` names and drop it afterwards. Without
+//! that variable the PostgreSQL variant of each test returns at once.
+
+use std::sync::Arc;
+
+use duffy::app::{App, AppOptions};
+use duffy::config::{self, Config, DatabaseUrl};
+use duffy::engine::Engine;
+use duffy::engine::jobs::{Deprovision, EnforceDeadlines, ExpireSessions, FillPools};
+use duffy::engine::tenants::TenantRequest;
+use duffy::store::tenants::Tenant;
+use duffy::store::{self, Db};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL URL tests create their databases in, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("DUFFY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_none() {
+                    eprintln!("DUFFY_TEST_POSTGRES_URL is not set: PostgreSQL variant skipped");
+                    return;
+                }
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A fresh database, removed when dropped.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                TestDb {
+                    url: DatabaseUrl::Sqlite {
+                        path: dir.path().join("duffy.db"),
+                    },
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_url().expect("DUFFY_TEST_POSTGRES_URL");
+                let name = format!("duffy_t_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                conn.close().await.ok();
+                let (base, query) = admin
+                    .split_once('?')
+                    .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+                let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+                let url = match query {
+                    Some(q) => format!("{prefix}/{name}?{q}"),
+                    None => format!("{prefix}/{name}"),
+                };
+                TestDb {
+                    url: DatabaseUrl::Postgres { url: url.into() },
+                    _dir: None,
+                    postgres: Some((admin, name)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop cannot await: do it on a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// The configuration most tests use: two filled noop pools, one without a fill level, and
+/// an abstract one.
+pub const DEFAULT_CONFIG: &str = r#"
+defaults:
+  session-lifetime: 6h
+  session-lifetime-max: 12h
+  node-quota: 10
+nodepools:
+  abstract:
+    noop:
+      mechanism:
+        type: noop
+  concrete:
+    pool-a:
+      extends: noop
+      fill-level: 5
+    pool-b:
+      extends: noop
+      fill-level: 2
+    unfilled:
+      extends: noop
+"#;
+
+/// A running application and what tests need to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub engine: Arc<Engine>,
+    pub client: reqwest::Client,
+    pub admin: Tenant,
+    pub admin_key: String,
+    pub backend: Backend,
+    token: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    db: Option<TestDb>,
+}
+
+/// Options of [`spawn_app_with`].
+pub struct Spawn<'a> {
+    pub config: &'a str,
+    pub background_jobs: bool,
+    pub fill: bool,
+}
+
+impl Default for Spawn<'_> {
+    fn default() -> Self {
+        Spawn {
+            config: DEFAULT_CONFIG,
+            background_jobs: false,
+            fill: true,
+        }
+    }
+}
+
+/// The default test app: no background jobs (tests tick them), pools filled once.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Spawn::default()).await
+}
+
+pub fn load_config(yaml: &str) -> Config {
+    config::from_yaml_str(yaml, "test.yaml")
+        .expect("test config")
+        .config
+}
+
+pub async fn spawn_app_with(backend: Backend, spawn: Spawn<'_>) -> TestApp {
+    let db = TestDb::new(backend).await;
+    start_on(
+        db,
+        load_config(spawn.config),
+        spawn.background_jobs,
+        spawn.fill,
+    )
+    .await
+}
+
+/// Starts the application on an existing database (a "restart" when one ran there before).
+pub async fn start_on(
+    db: TestDb,
+    mut config: Config,
+    background_jobs: bool,
+    fill: bool,
+) -> TestApp {
+    config.database.url = Some(db.url.clone());
+    let config = Arc::new(config);
+    let store = Db::connect(&db.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let engine = Arc::new(duffy::app::build_engine(config, store).expect("engine"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    let (admin, admin_key) = match store::tenants::by_name(engine.db(), "admin")
+        .await
+        .expect("query")
+    {
+        Some(admin) => (admin, String::new()),
+        None => engine
+            .create_tenant(TenantRequest {
+                name: "admin".into(),
+                ssh_key: "ssh-ed25519 AAAA admin".into(),
+                is_admin: true,
+                node_quota: None,
+                session_lifetime: None,
+                session_lifetime_max: None,
+            })
+            .await
+            .expect("admin"),
+    };
+    let app = App::new(
+        engine.clone(),
+        listener,
+        AppOptions {
+            background_jobs,
+            ..AppOptions::default()
+        },
+    );
+    let token = CancellationToken::new();
+    let handle = tokio::spawn({
+        let token = token.clone();
+        async move {
+            app.run(token).await.expect("app runs");
+        }
+    });
+    let backend = match &db.url {
+        DatabaseUrl::Sqlite { .. } => Backend::Sqlite,
+        DatabaseUrl::Postgres { .. } => Backend::Postgres,
+    };
+    let test_app = TestApp {
+        address,
+        engine,
+        client: reqwest::Client::new(),
+        admin,
+        admin_key,
+        backend,
+        token,
+        handle: Some(handle),
+        db: Some(db),
+    };
+    if fill && !background_jobs {
+        test_app.fill().await;
+    }
+    test_app
+}
+
+/// An answer: status, headers and the body parsed as JSON (`Null` if it is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn detail(&self) -> &Value {
+        &self.body["detail"]
+    }
+}
+
+/// Credentials for a request.
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    None,
+    Basic(&'a str, &'a str),
+    Bearer(&'a str),
+    Header(&'a str),
+}
+
+impl TestApp {
+    /// Stops the application and returns its database (to start again on it).
+    pub async fn stop(mut self) -> TestDb {
+        self.token.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("app stopped cleanly");
+        }
+        self.db.take().expect("database")
+    }
+
+    pub fn admin_auth(&self) -> Auth<'_> {
+        Auth::Basic("admin", &self.admin_key)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<&str>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        req = match auth {
+            Auth::None => req,
+            Auth::Basic(name, key) => req.basic_auth(name, Some(key)),
+            Auth::Bearer(key) => req.bearer_auth(key),
+            Auth::Header(value) => req.header("authorization", value),
+        };
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = req.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, auth: Auth<'_>) -> Answer {
+        self.request(Method::GET, path, auth, None).await
+    }
+
+    pub async fn post(&self, path: &str, auth: Auth<'_>, body: &Value) -> Answer {
+        self.request(Method::POST, path, auth, Some(&body.to_string()))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, auth: Auth<'_>, body: &Value) -> Answer {
+        self.request(Method::PUT, path, auth, Some(&body.to_string()))
+            .await
+    }
+
+    /// Creates a tenant directly through the engine; returns it with its key.
+    pub async fn tenant(&self, name: &str, node_quota: Option<i64>) -> (Tenant, String) {
+        self.engine
+            .create_tenant(TenantRequest {
+                name: name.into(),
+                ssh_key: format!("ssh-ed25519 AAAA {name}"),
+                is_admin: false,
+                node_quota,
+                session_lifetime: None,
+                session_lifetime_max: None,
+            })
+            .await
+            .expect("tenant")
+    }
+
+    /// One full fill round, waiting for the provisioning.
+    pub async fn fill(&self) {
+        FillPools::new(self.engine.clone())
+            .tick()
+            .await
+            .expect("fill");
+    }
+
+    /// One deprovisioning round, waiting for the runs.
+    pub async fn deprovision(&self) -> duffy::engine::lifecycle::DeprovisionReport {
+        Deprovision::new(self.engine.clone())
+            .tick()
+            .await
+            .expect("deprovision")
+    }
+
+    pub async fn expire(&self) -> Vec<i64> {
+        ExpireSessions::new(self.engine.clone())
+            .tick()
+            .await
+            .expect("expire")
+    }
+
+    pub async fn deadlines(&self) -> duffy::engine::jobs::deadlines::SweepReport {
+        EnforceDeadlines::new(self.engine.clone())
+            .tick()
+            .await
+            .expect("deadlines")
+    }
+
+    /// `levels` of a pool as the API reports them.
+    pub async fn levels(&self, pool: &str) -> Value {
+        let a = self.get(&format!("/api/v1/pools/{pool}"), Auth::None).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.body["pool"]["levels"].clone()
+    }
+
+    /// Requests a session of `quantity` nodes of `pool`.
+    pub async fn request_session(&self, auth: Auth<'_>, pool: &str, quantity: i64) -> Answer {
+        self.post(
+            "/api/v1/sessions",
+            auth,
+            &serde_json::json!({"nodes_specs": [{"pool": pool, "quantity": quantity}]}),
+        )
+        .await
+    }
+
+    /// Runs SQL against the test database (checks that need to look under the API).
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        match self.engine.db() {
+            Db::Sqlite { reader, .. } => sqlx::query_scalar(sql)
+                .fetch_one(reader)
+                .await
+                .expect("sql"),
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect("sql"),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}

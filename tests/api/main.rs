@@ -1,0 +1,13 @@
+//! Integration tests: the real server on port 0, a fresh database per test, every test on
+//! SQLite and (with `DUFFY_TEST_POSTGRES_URL`) on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod jobs;
+mod nodes;
+mod pools;
+mod routes;
+mod sessions;
+mod tenants;
