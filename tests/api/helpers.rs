@@ -157,7 +157,6 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin: Tenant,
     pub admin_key: String,
-    pub backend: Backend,
     token: CancellationToken,
     handle: Option<tokio::task::JoinHandle<()>>,
     db: Option<TestDb>,
@@ -250,17 +249,12 @@ pub async fn start_on(
             app.run(token).await.expect("app runs");
         }
     });
-    let backend = match &db.url {
-        DatabaseUrl::Sqlite { .. } => Backend::Sqlite,
-        DatabaseUrl::Postgres { .. } => Backend::Postgres,
-    };
     let test_app = TestApp {
         address,
         engine,
         client: reqwest::Client::new(),
         admin,
         admin_key,
-        backend,
         token,
         handle: Some(handle),
         db: Some(db),
