@@ -66,13 +66,13 @@ pub struct CreateArgs {
     no_is_admin: bool,
     /// Node quota, or `none` for the default.
     #[arg(long = "node-quota", value_parser = parse_quota)]
-    node_quota: Option<Option<i64>>,
+    node_quota: Option<OrDefault<i64>>,
     /// Session lifetime (e.g. 6h), or `none` for the default.
     #[arg(long = "session-lifetime", value_parser = parse_lifetime)]
-    session_lifetime: Option<Option<TimeDelta>>,
+    session_lifetime: Option<OrDefault<TimeDelta>>,
     /// Maximum session lifetime, or `none` for the default.
     #[arg(long = "session-lifetime-max", value_parser = parse_lifetime)]
-    session_lifetime_max: Option<Option<TimeDelta>>,
+    session_lifetime_max: Option<OrDefault<TimeDelta>>,
 }
 
 /// `retire-tenant NAME [--retire/--unretire]`
@@ -101,35 +101,40 @@ pub struct UpdateArgs {
     api_key: Option<ApiKeyChange>,
     /// Node quota, or `none`/`null` for the default.
     #[arg(long = "node-quota", value_parser = parse_quota)]
-    node_quota: Option<Option<i64>>,
+    node_quota: Option<OrDefault<i64>>,
     /// Session lifetime, or `none`/`null` for the default.
     #[arg(long = "session-lifetime", value_parser = parse_lifetime)]
-    session_lifetime: Option<Option<TimeDelta>>,
+    session_lifetime: Option<OrDefault<TimeDelta>>,
     /// Maximum session lifetime, or `none`/`null` for the default.
     #[arg(long = "session-lifetime-max", value_parser = parse_lifetime)]
-    session_lifetime_max: Option<Option<TimeDelta>>,
+    session_lifetime_max: Option<OrDefault<TimeDelta>>,
 }
+
+/// An option's value, or `none`/`null` for "use the configured default". (A plain
+/// `Option<Option<T>>` means something else to clap.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrDefault<T>(Option<T>);
 
 fn is_none_word(s: &str) -> bool {
     matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "null")
 }
 
-fn parse_quota(s: &str) -> Result<Option<i64>, String> {
+fn parse_quota(s: &str) -> Result<OrDefault<i64>, String> {
     if is_none_word(s) {
-        return Ok(None);
+        return Ok(OrDefault(None));
     }
     match s.trim().parse::<i64>() {
-        Ok(n) if n > 0 && n <= i64::from(i32::MAX) => Ok(Some(n)),
+        Ok(n) if n > 0 && n <= i64::from(i32::MAX) => Ok(OrDefault(Some(n))),
         _ => Err(format!("'{s}' is not a positive integer or 'none'")),
     }
 }
 
-fn parse_lifetime(s: &str) -> Result<Option<TimeDelta>, String> {
+fn parse_lifetime(s: &str) -> Result<OrDefault<TimeDelta>, String> {
     if is_none_word(s) {
-        return Ok(None);
+        return Ok(OrDefault(None));
     }
     parse_config_duration_str(s)
-        .map(Some)
+        .map(|d| OrDefault(Some(d)))
         .map_err(|e| e.to_string())
 }
 
@@ -196,9 +201,9 @@ async fn execute(engine: &Engine, command: AdminCommand) -> ExitCode {
                 name: args.name.clone(),
                 ssh_key: args.ssh_key,
                 is_admin: args.is_admin,
-                node_quota: args.node_quota.flatten(),
-                session_lifetime: args.session_lifetime.flatten(),
-                session_lifetime_max: args.session_lifetime_max.flatten(),
+                node_quota: args.node_quota.and_then(|v| v.0),
+                session_lifetime: args.session_lifetime.and_then(|v| v.0),
+                session_lifetime_max: args.session_lifetime_max.and_then(|v| v.0),
             };
             match engine.create_tenant(request).await {
                 Ok((t, key)) => {
@@ -222,9 +227,9 @@ async fn execute(engine: &Engine, command: AdminCommand) -> ExitCode {
             let update = TenantUpdate {
                 ssh_key: args.ssh_key,
                 api_key: args.api_key,
-                node_quota: args.node_quota,
-                session_lifetime: args.session_lifetime,
-                session_lifetime_max: args.session_lifetime_max,
+                node_quota: args.node_quota.map(|v| v.0),
+                session_lifetime: args.session_lifetime.map(|v| v.0),
+                session_lifetime_max: args.session_lifetime_max.map(|v| v.0),
             };
             if update.is_empty() {
                 eprintln!(
@@ -315,11 +320,14 @@ mod tests {
 
     #[test]
     fn option_values_accept_none() {
-        assert_eq!(parse_quota("none"), Ok(None));
-        assert_eq!(parse_quota("NULL"), Ok(None));
-        assert_eq!(parse_quota("5"), Ok(Some(5)));
+        assert_eq!(parse_quota("none"), Ok(OrDefault(None)));
+        assert_eq!(parse_quota("NULL"), Ok(OrDefault(None)));
+        assert_eq!(parse_quota("5"), Ok(OrDefault(Some(5))));
         assert!(parse_quota("0").is_err());
-        assert_eq!(parse_lifetime("2h"), Ok(Some(TimeDelta::hours(2))));
+        assert_eq!(
+            parse_lifetime("2h"),
+            Ok(OrDefault(Some(TimeDelta::hours(2))))
+        );
         assert_eq!(parse_api_key("reset"), Ok(ApiKeyChange::Reset));
         assert!(parse_api_key("nope").is_err());
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use duffy::app::{App, AppOptions};
 use duffy::config::{self, Config, DatabaseUrl};
+use duffy::contextualize::Contextualizer;
 use duffy::engine::Engine;
 use duffy::engine::jobs::{Deprovision, EnforceDeadlines, ExpireSessions, FillPools};
 use duffy::engine::tenants::TenantRequest;
@@ -202,17 +203,31 @@ pub async fn spawn_app_with(backend: Backend, spawn: Spawn<'_>) -> TestApp {
 }
 
 /// Starts the application on an existing database (a "restart" when one ran there before).
-pub async fn start_on(
+pub async fn start_on(db: TestDb, config: Config, background_jobs: bool, fill: bool) -> TestApp {
+    start_custom(db, config, background_jobs, fill, None).await
+}
+
+/// Like [`start_on`], with a contextualizer of the test's own.
+pub async fn start_custom(
     db: TestDb,
     mut config: Config,
     background_jobs: bool,
     fill: bool,
+    contextualizer: Option<Arc<dyn Contextualizer>>,
 ) -> TestApp {
     config.database.url = Some(db.url.clone());
     let config = Arc::new(config);
     let store = Db::connect(&db.url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let engine = Arc::new(duffy::app::build_engine(config, store).expect("engine"));
+    let engine = match contextualizer {
+        None => duffy::app::build_engine(config, store).expect("engine"),
+        Some(ctx) => {
+            let mechanisms =
+                duffy::mechanisms::Mechanisms::from_config(&config).expect("mechanisms");
+            Engine::new(store, config, mechanisms, ctx).expect("engine")
+        }
+    };
+    let engine = Arc::new(engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

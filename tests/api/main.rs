@@ -4,10 +4,13 @@
 mod helpers;
 
 mod auth;
+mod cli;
 mod concurrency;
+mod contextualize;
 mod jobs;
 mod nodes;
 mod pools;
+mod readme;
 mod routes;
 mod sessions;
 mod tenants;

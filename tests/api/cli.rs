@@ -1,0 +1,275 @@
+//! `duffy admin`, `duffy config`, `duffy migrate` and `--version`, run as a user runs them,
+//! with the original's output lines (`cli.md` §2–§3).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::{Auth, Backend, TestDb, load_config, start_on};
+
+const BIN: &str = env!("CARGO_BIN_EXE_duffy");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn duffy(config: &Path, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("duffy runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A configuration file next to a fresh SQLite database.
+fn config_file(dir: &Path, db: &Path) -> PathBuf {
+    let path = dir.join("duffy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "database:\n  url: sqlite://{}\n{}",
+            db.display(),
+            crate::helpers::DEFAULT_CONFIG
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+#[test]
+fn admin_commands_print_the_originals_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &dir.path().join("duffy.db"));
+
+    let r = duffy(
+        &cfg,
+        &[
+            "admin",
+            "create-tenant",
+            "--node-quota",
+            "5",
+            "--session-lifetime",
+            "2h",
+            "alice",
+            "ssh-ed25519 AAAA alice",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let key = r
+        .stdout
+        .trim()
+        .strip_prefix("OK: alice: ")
+        .expect(&r.stdout);
+    assert!(is_uuid(key), "{key}");
+
+    let r = duffy(&cfg, &["admin", "create-tenant", "alice", "k"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "ERROR: alice\nERROR DETAIL: tenant 'alice' already exists\n"
+    );
+
+    let r = duffy(&cfg, &["admin", "create-tenant", "--is-admin", "boss", "k"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        duffy(&cfg, &["admin", "list-tenants"]).stdout,
+        "OK: alice\nOK: boss\n"
+    );
+    assert_eq!(
+        duffy(&cfg, &["admin", "list-tenants", "--quiet"]).stdout,
+        "alice\nboss\n"
+    );
+
+    let r = duffy(&cfg, &["admin", "show-tenant", "alice"]);
+    assert_eq!(r.code, 0);
+    let line = r.stdout.trim();
+    let (head, created) = line.split_once(" created_at=").expect(line);
+    assert_eq!(
+        head,
+        "OK: alice: id=1 node_quota=5 effective_node_quota=5 session_lifetime=2:00:00 \
+         effective_session_lifetime=2:00:00 session_lifetime_max=None \
+         effective_session_lifetime_max=12:00:00 active=True"
+    );
+    let (created, retired) = created.split_once(" retired_at=").unwrap();
+    assert!(
+        created.ends_with("+00:00") && created.len() >= 25,
+        "{created}"
+    );
+    assert_eq!(retired, "None");
+
+    let r = duffy(&cfg, &["admin", "update-tenant", "alice"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr.trim(),
+        "ERROR: Either --ssh-key, --api-key, --node-quota, --session-lifetime or --session-lifetime-max must be set."
+    );
+    let r = duffy(
+        &cfg,
+        &[
+            "admin",
+            "update-tenant",
+            "--api-key",
+            "reset",
+            "--node-quota",
+            "none",
+            "alice",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rest = r
+        .stdout
+        .trim()
+        .strip_prefix("OK: alice: ssh_key=********** api_key=")
+        .unwrap();
+    let (new_key, rest) = rest.split_once(' ').unwrap();
+    assert!(is_uuid(new_key) && new_key != key);
+    assert_eq!(
+        rest,
+        "node_quota=None effective_node_quota=10 session_lifetime=2:00:00 effective_session_lifetime=2:00:00 \
+         session_lifetime_max=None effective_session_lifetime_max=12:00:00"
+    );
+    let r = duffy(
+        &cfg,
+        &["admin", "update-tenant", "--ssh-key", "ssh-rsa B", "alice"],
+    );
+    assert!(r.stdout.contains(" api_key=********** "), "{}", r.stdout);
+
+    assert_eq!(
+        duffy(&cfg, &["admin", "retire-tenant", "alice"]).stdout,
+        "OK: alice: active=False\n"
+    );
+    assert_eq!(duffy(&cfg, &["admin", "list-tenants"]).stdout, "OK: boss\n");
+    assert_eq!(
+        duffy(&cfg, &["admin", "list-tenants", "--all"]).stdout,
+        "OK: alice\nOK: boss\n"
+    );
+    assert_eq!(
+        duffy(&cfg, &["admin", "retire-tenant", "--unretire", "alice"]).stdout,
+        "OK: alice: active=True\n"
+    );
+
+    let r = duffy(&cfg, &["admin", "show-tenant", "nobody"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "ERROR: nobody\nERROR DETAIL: Not Found\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_by_the_cli_work_against_the_api() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let duffy::config::DatabaseUrl::Sqlite { path } = db.url.clone() else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &path);
+    let r = tokio::task::spawn_blocking(move || {
+        duffy(&cfg, &["admin", "create-tenant", "ci", "ssh-ed25519 AAAA"])
+    })
+    .await
+    .unwrap();
+    let key = r
+        .stdout
+        .trim()
+        .strip_prefix("OK: ci: ")
+        .expect(&r.stdout)
+        .to_owned();
+    let app = start_on(db, load_config(crate::helpers::DEFAULT_CONFIG), false, true).await;
+    let a = app
+        .request_session(Auth::Basic("ci", &key), "pool-a", 1)
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+}
+
+#[test]
+fn config_commands_check_and_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &dir.path().join("duffy.db"));
+    let r = duffy(&cfg, &["config", "check"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "OK.\nValidated configuration subkeys: database, defaults, nodepools\n"
+        )
+    );
+    let r = duffy(&cfg, &["config", "dump"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("pool-a:") && r.stdout.contains("fill-level: 5"),
+        "{}",
+        r.stdout
+    );
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "app:\n  port: 70000\n").unwrap();
+    let r = duffy(&bad, &["config", "check"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("bad.yaml") && r.stderr.contains("app.port"),
+        "{}",
+        r.stderr
+    );
+    let r = duffy(&bad, &["serve"]);
+    assert_eq!(r.code, 1, "nothing runs on an invalid configuration");
+}
+
+#[test]
+fn version_and_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &dir.path().join("duffy.db"));
+    let r = duffy(&cfg, &["--version"]);
+    assert_eq!(
+        r.stdout,
+        format!("Duffy, version {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for _ in 0..2 {
+        let r = duffy(&cfg, &["migrate"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.starts_with("OK: database schema is up to date"),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn an_ansible_pool_is_refused_until_that_mechanism_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ansible.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database:\n  url: sqlite://{}/d.db\ndefaults: {{session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 1}}\n\
+             nodepools:\n  concrete:\n    vm:\n      fill-level: 1\n      mechanism:\n        type: ansible\n        ansible:\n          topdir: /tmp\n          provision: {{playbook: p.yml}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        duffy(&cfg, &["config", "check"]).code,
+        0,
+        "the configuration itself is valid"
+    );
+    let r = duffy(&cfg, &["serve", "-p", "0"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("pool 'vm': mechanism type 'ansible' is not available"),
+        "{}",
+        r.stderr
+    );
+}

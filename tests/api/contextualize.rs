@@ -1,0 +1,182 @@
+//! Handing nodes over with SSH keys (`v3-api.md` §7 steps 5–8, D#14), with a contextualizer
+//! that fails on chosen addresses instead of a real ssh.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use duffy::contextualize::{ContextError, Contextualizer};
+use duffy::store::{self, nodes::NodeState};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{Auth, Backend, TestApp, TestDb, load_config, start_custom};
+
+/// Fails contextualization on the addresses in `broken`; records what it was asked to do.
+#[derive(Default)]
+struct Flaky {
+    broken: Mutex<HashSet<String>>,
+    pushed: Mutex<Vec<(String, String)>>,
+    cleaned: Mutex<Vec<String>>,
+}
+
+impl Contextualizer for Flaky {
+    fn contextualize<'a>(
+        &'a self,
+        ipaddr: &'a str,
+        ssh_key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ContextError>> {
+        async move {
+            self.pushed
+                .lock()
+                .unwrap()
+                .push((ipaddr.to_owned(), ssh_key.to_owned()));
+            if self.broken.lock().unwrap().contains(ipaddr) {
+                Err(ContextError("connection refused".into()))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }
+
+    fn decontextualize<'a>(&'a self, ipaddr: &'a str) -> BoxFuture<'a, Result<(), ContextError>> {
+        async move {
+            self.cleaned.lock().unwrap().push(ipaddr.to_owned());
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+const CONFIG: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+nodepools:
+  concrete:
+    ctx:
+      mechanism: {type: noop}
+      contextualize: true
+      fill-level: 3
+    plain:
+      mechanism: {type: noop}
+      fill-level: 1
+"#;
+
+async fn app_with(backend: Backend, flaky: Arc<Flaky>) -> TestApp {
+    start_custom(
+        TestDb::new(backend).await,
+        load_config(CONFIG),
+        false,
+        true,
+        Some(flaky),
+    )
+    .await
+}
+
+async fn ready_ips(app: &TestApp) -> Vec<String> {
+    let mut nodes = store::nodes::in_state(app.engine.db(), NodeState::Ready)
+        .await
+        .unwrap();
+    nodes.retain(|n| n.pool.as_deref() == Some("ctx"));
+    nodes.into_iter().map(|n| n.ipaddr.unwrap()).collect()
+}
+
+async fn the_tenants_key_is_pushed(backend: Backend) {
+    let flaky = Arc::new(Flaky::default());
+    let app = app_with(backend, flaky.clone()).await;
+    let (_, key) = app.tenant("t", None).await;
+    let a = app
+        .post("/api/v1/sessions", Auth::Basic("t", &key), &json!({"nodes_specs": [{"pool": "ctx", "quantity": 2}, {"pool": "plain", "quantity": 1}]}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert!(
+        a.body["session"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "deployed")
+    );
+    let pushed = flaky.pushed.lock().unwrap().clone();
+    assert_eq!(
+        pushed.len(),
+        2,
+        "only the pool that contextualizes is contextualized"
+    );
+    assert!(pushed.iter().all(|(_, k)| k == "ssh-ed25519 AAAA t"));
+}
+
+async fn a_node_that_fails_is_replaced(backend: Backend) {
+    let flaky = Arc::new(Flaky::default());
+    let app = app_with(backend, flaky.clone()).await;
+    let ips = ready_ips(&app).await;
+    flaky.broken.lock().unwrap().insert(ips[0].clone());
+    let a = app.request_session(app.admin_auth(), "ctx", 1).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let nodes = a.body["session"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_ne!(
+        nodes[0]["ipaddr"],
+        ips[0].as_str(),
+        "a replacement was handed out"
+    );
+    assert_eq!(nodes[0]["state"], "deployed");
+    let failed = store::nodes::in_state(app.engine.db(), NodeState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].ipaddr.as_deref(), Some(ips[0].as_str()));
+    assert_eq!(
+        failed[0].data.0["error"]["detail"],
+        "contextualizing node failed"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions_nodes").await,
+        1,
+        "the failed node left the session"
+    );
+}
+
+async fn no_replacement_left_is_503(backend: Backend) {
+    let flaky = Arc::new(Flaky::default());
+    let app = app_with(backend, flaky.clone()).await;
+    let ips = ready_ips(&app).await;
+    // two of three nodes are broken; asking for two: one works, one fails, its
+    // replacement fails too, and then no ready node is left
+    flaky
+        .broken
+        .lock()
+        .unwrap()
+        .extend([ips[0].clone(), ips[2].clone()]);
+    let (_, key) = app.tenant("t", Some(2)).await;
+    let a = app.request_session(Auth::Basic("t", &key), "ctx", 2).await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert_eq!(
+        a.body,
+        json!({"detail": "contextualization of nodes failed"})
+    );
+    assert_eq!(a.headers["retry-after"], "0");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions").await,
+        0,
+        "the session is undone"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions_nodes").await, 0);
+    // the node that was contextualized was cleaned and is ready again
+    assert_eq!(ready_ips(&app).await, vec![ips[1].clone()]);
+    assert!(flaky.cleaned.lock().unwrap().contains(&ips[1]));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM nodes WHERE state = 'failed'")
+            .await,
+        2
+    );
+    // and the quota is free again
+    let again = app.request_session(Auth::Basic("t", &key), "ctx", 1).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+}
+
+both_backends!(
+    the_tenants_key_is_pushed,
+    a_node_that_fails_is_replaced,
+    no_replacement_left_is_503,
+);
