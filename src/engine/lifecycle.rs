@@ -447,6 +447,8 @@ impl Engine {
         if report.returned > 0 {
             // A reusable node is free again: any pool may want it.
             self.wakers().fill(None);
+        } else {
+            self.wakers().fill(Some(std::slice::from_ref(&batch.pool)));
         }
         report
     }

@@ -150,7 +150,26 @@ macro_rules! on_tx {
     };
 }
 
-pub(crate) use {on_reader, on_tx, on_writer};
+/// Runs `$body` in a write transaction with `$sql` bound to the statement for its backend:
+/// for the few statements that must differ (row locks SQLite does not have).
+macro_rules! on_tx_per_backend {
+    ($tx:expr, sqlite: $sqlite:expr, postgres: $postgres:expr, |$c:ident, $sql:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                let $sql: &'static str = $sqlite;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                let $sql: &'static str = $postgres;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {on_reader, on_tx, on_tx_per_backend, on_writer};
 
 impl Db {
     /// Opens the configured database; SQLite files and their directory are created if missing.

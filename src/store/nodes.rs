@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use chrono::NaiveDateTime;
 
-use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx};
+use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx, on_tx_per_backend};
 
 /// The life cycle of a node (`v3-api.md` §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -215,22 +215,11 @@ pub async fn claim_ready(tx: &mut Tx, pool: &str, quantity: i64) -> Result<Vec<N
     const POSTGRES: &str = "SELECT * FROM nodes \
         WHERE retired_at IS NULL AND state = 'ready' AND pool = $1 \
         ORDER BY used_count, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-    Ok(match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_as(SQLITE)
-                .bind(pool)
-                .bind(quantity)
-                .fetch_all(&mut **t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_as(POSTGRES)
-                .bind(pool)
-                .bind(quantity)
-                .fetch_all(&mut **t)
-                .await?
-        }
-    })
+    Ok(
+        on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+            sqlx::query_as(sql).bind(pool).bind(quantity).fetch_all(c).await
+        })?,
+    )
 }
 
 /// Writes back a changed node if it is still in state `expected`; returns whether it was.

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 
 use super::nodes::Node;
-use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx, on_writer};
+use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx, on_tx_per_backend, on_writer};
 
 /// A session row as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -108,20 +108,11 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<Session>, StoreError> {
 pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Session>, StoreError> {
     const SQLITE: &str = "SELECT * FROM sessions WHERE id = $1";
     const POSTGRES: &str = "SELECT * FROM sessions WHERE id = $1 FOR UPDATE";
-    Ok(match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_as(SQLITE)
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_as(POSTGRES)
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    })
+    Ok(
+        on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+            sqlx::query_as(sql).bind(id).fetch_optional(c).await
+        })?,
+    )
 }
 
 /// Active sessions of every tenant, or of one, in id order.

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::{Db, StoreError, Tx, on_reader, on_tx};
+use super::{Db, StoreError, Tx, on_reader, on_tx, on_tx_per_backend};
 
 /// A tenant row as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -72,20 +72,11 @@ pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Tenant>, StoreError
 pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Tenant>, StoreError> {
     const SQLITE: &str = "SELECT * FROM tenants WHERE id = $1";
     const POSTGRES: &str = "SELECT * FROM tenants WHERE id = $1 FOR UPDATE";
-    Ok(match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_as(SQLITE)
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_as(POSTGRES)
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    })
+    Ok(
+        on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+            sqlx::query_as(sql).bind(id).fetch_optional(c).await
+        })?,
+    )
 }
 
 /// Looks a tenant up by its unique name (Basic auth, `duffy admin`).

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Auth, Backend, Spawn, spawn_app, spawn_app_with};
+use crate::helpers::{Auth, Backend, Spawn, spawn_app, spawn_app_config, spawn_app_with};
 
 async fn auth_failures_have_the_originals_answers(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -178,14 +178,7 @@ async fn anonymous_reads_follow_the_switch(backend: Backend) {
         "app:\n  anonymous-read: false\n{}",
         crate::helpers::DEFAULT_CONFIG
     );
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: &config,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_config(backend, &config).await;
     for path in [
         "/api/v1/pools",
         "/api/v1/pools/pool-a",

@@ -6,7 +6,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Auth, Backend, Spawn, spawn_app_with};
+use crate::helpers::{Auth, Backend, Spawn, spawn_app_config, spawn_app_with};
 
 const FIVE_READY: &str = r#"
 defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 100}
@@ -21,14 +21,7 @@ nodepools:
 "#;
 
 async fn fifty_requests_for_five_nodes(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: FIVE_READY,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_config(backend, FIVE_READY).await;
     let (_, key) = app.tenant("t", None).await;
     let requests = (0..50).map(|_| app.request_session(Auth::Basic("t", &key), "small", 1));
     let answers = join_all(requests).await;
@@ -73,14 +66,7 @@ async fn fifty_requests_for_five_nodes(backend: Backend) {
 }
 
 async fn a_quota_holds_under_parallel_requests(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: FIVE_READY,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_config(backend, FIVE_READY).await;
     let (_, key) = app.tenant("q", Some(4)).await;
     let requests = (0..20).map(|i| app.request_session(Auth::Basic("q", &key), "big", 1 + i % 2));
     let answers = join_all(requests).await;
@@ -104,14 +90,7 @@ async fn a_quota_holds_under_parallel_requests(backend: Backend) {
 }
 
 async fn parallel_retires_and_requests_stay_consistent(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: FIVE_READY,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_config(backend, FIVE_READY).await;
     let (_, key) = app.tenant("t", None).await;
     let auth = Auth::Basic("t", &key);
     let first = join_all((0..10).map(|_| app.request_session(auth, "big", 2))).await;

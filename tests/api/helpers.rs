@@ -185,6 +185,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, Spawn::default()).await
 }
 
+/// A test app on a configuration of the test's own.
+pub async fn spawn_app_config(backend: Backend, config: &str) -> TestApp {
+    spawn_app_with(
+        backend,
+        Spawn {
+            config,
+            ..Spawn::default()
+        },
+    )
+    .await
+}
+
 pub fn load_config(yaml: &str) -> Config {
     config::from_yaml_str(yaml, "test.yaml")
         .expect("test config")
@@ -437,6 +449,19 @@ impl TestApp {
                 .expect("sql"),
             Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect("sql"),
         }
+    }
+}
+
+impl TestApp {
+    /// Waits (up to `secs` seconds) until `sql` counts `n`; whether it did.
+    pub async fn eventually_count(&self, secs: u64, sql: &'static str, n: i64) -> bool {
+        for _ in 0..secs * 20 {
+            if self.count(sql).await == n {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
     }
 }
 

@@ -118,12 +118,8 @@ async fn the_running_service_refills_and_deprovisions_by_itself(backend: Backend
     )
     .await;
     assert!(
-        eventually(10, || async {
-            app.count("SELECT COUNT(*) FROM nodes WHERE state = 'done'")
-                .await
-                == 4
-        })
-        .await,
+        app.eventually_count(10, "SELECT COUNT(*) FROM nodes WHERE state = 'done'", 4)
+            .await,
         "deprovisioned right after the retire"
     );
 }
@@ -171,12 +167,8 @@ async fn sessions_expire_at_their_expiry(backend: Backend) {
         "retired {late} after expires_at"
     );
     assert!(
-        eventually(10, || async {
-            app.count("SELECT COUNT(*) FROM nodes WHERE state = 'done'")
-                .await
-                == 1
-        })
-        .await,
+        app.eventually_count(10, "SELECT COUNT(*) FROM nodes WHERE state = 'done'", 1)
+            .await,
         "its node is deprovisioned"
     );
 }

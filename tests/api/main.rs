@@ -11,6 +11,7 @@ mod jobs;
 mod nodes;
 mod pools;
 mod readme;
+mod robustness;
 mod routes;
 mod sessions;
 mod tenants;
