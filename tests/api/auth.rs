@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Auth, Backend, Spawn, spawn_app, spawn_app_config, spawn_app_with};
+use crate::helpers::{Auth, Backend, spawn_app, spawn_app_config};
 
 async fn auth_failures_have_the_originals_answers(backend: Backend) {
     let app = spawn_app(backend).await;

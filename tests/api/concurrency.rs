@@ -6,7 +6,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Auth, Backend, Spawn, spawn_app_config, spawn_app_with};
+use crate::helpers::{Auth, Backend, spawn_app_config};
 
 const FIVE_READY: &str = r#"
 defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 100}
