@@ -86,6 +86,11 @@ impl Mechanism for Noop {
                     entries.push(json!({"error": "simulated failure (noop fail-rate)"}));
                     continue;
                 }
+                // A reused machine keeps the name and address it was registered with.
+                if let (Some(hostname), Some(ipaddr)) = (&node.hostname, &node.ipaddr) {
+                    entries.push(json!({"hostname": hostname, "ipaddr": ipaddr}));
+                    continue;
+                }
                 let hostname = self.render(HOSTNAME, &pool.name, node.id)?;
                 let ipaddr = if self.has_ipaddr_template {
                     self.render(IPADDR, &pool.name, node.id)?

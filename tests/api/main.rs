@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod contextualize;
 mod jobs;
+mod mechanisms;
 mod nodes;
 mod pools;
 mod readme;
