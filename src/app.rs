@@ -154,8 +154,10 @@ impl App {
         tracing::info!("API stopped; stopping background jobs");
         if let Some(jobs) = jobs {
             jobs.shutdown(self.options.shutdown_grace).await;
+            tracing::debug!("background jobs stopped");
         }
         self.engine.db().close().await;
+        tracing::info!("database closed; duffy stopped");
         Ok(())
     }
 }
