@@ -16,7 +16,8 @@ CREATE TABLE tenants (
     session_lifetime     REAL    NULL,
     session_lifetime_max REAL    NULL
 );
-CREATE INDEX tenants_api_key ON tenants (api_key);
+-- unique: a key alone must name one tenant (Bearer auth)
+CREATE UNIQUE INDEX tenants_api_key ON tenants (api_key);
 
 CREATE TABLE sessions (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,

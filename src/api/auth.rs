@@ -47,11 +47,13 @@ pub async fn require(state: &State, header: Option<&str>) -> Result<Tenant, ApiE
     Ok(state.engine.authenticate(&creds).await?)
 }
 
-/// The tenant if credentials were sent (wrong ones still fail), `None` for anonymous.
+/// The tenant if credentials were sent (wrong ones still fail), `None` for anonymous: no
+/// header, or a scheme that is neither Basic nor Bearer, as Starlette's `HTTPBasic` with
+/// `auto_error=False` treats it.
 pub async fn optional(state: &State, header: Option<&str>) -> Result<Option<Tenant>, ApiError> {
-    match header.map(str::trim).filter(|h| !h.is_empty()) {
+    match parse(header)? {
         None => Ok(None),
-        Some(_) => require(state, header).await.map(Some),
+        Some(creds) => Ok(Some(state.engine.authenticate(&creds).await?)),
     }
 }
 

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The body exceeds the limit.
     #[error("Request Entity Too Large")]
     PayloadTooLarge,
+    /// A fault outside the engine (a task that panicked); logged, never shown.
+    #[error("{0}")]
+    Internal(String),
     /// The body could not be read (the client broke off).
     #[error("There was an error parsing the body")]
     BodyUnreadable,
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Engine(e) => match e {
                 EngineError::NotFound => StatusCode::NOT_FOUND,
                 EngineError::Forbidden(_) | EngineError::QuotaExceeded { .. } => {

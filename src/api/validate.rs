@@ -114,8 +114,16 @@ fn char_offset(text: &str, line: usize, column: usize) -> usize {
     before + column.saturating_sub(1)
 }
 
+/// A path segment as the client meant it: warp leaves percent-escapes in place.
+pub fn path_segment(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// Checks a path parameter that must be an integer (`/sessions/{id}`).
 pub fn path_id(raw: &str, name: &str) -> Result<i64, Vec<FieldError>> {
+    let raw = path_segment(raw);
     raw.parse::<i64>().map_err(|_| {
         vec![
             Issue::new(
@@ -395,7 +403,9 @@ pub fn ip_address(v: &Value) -> Result<String, Issue> {
 
 /// A configuration-style duration (`6h`, `300`, `"1d12h"`), never negative.
 pub fn config_duration(v: &Value) -> Result<chrono::TimeDelta, Issue> {
-    crate::config::parse_config_duration(v).map_err(Issue::value_error)
+    crate::config::parse_config_duration(v)
+        .map_err(Issue::value_error)
+        .and_then(|d| crate::engine::tenants::check_lifetime(d).map_err(Issue::value_error))
 }
 
 #[cfg(test)]

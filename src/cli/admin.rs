@@ -134,8 +134,9 @@ fn parse_lifetime(s: &str) -> Result<OrDefault<TimeDelta>, String> {
         return Ok(OrDefault(None));
     }
     parse_config_duration_str(s)
-        .map(|d| OrDefault(Some(d)))
         .map_err(|e| e.to_string())
+        .and_then(crate::engine::tenants::check_lifetime)
+        .map(|d| OrDefault(Some(d)))
 }
 
 fn parse_api_key(s: &str) -> Result<ApiKeyChange, String> {

@@ -16,9 +16,9 @@ pub struct ServeArgs {
     /// Address to listen on (default: app.host).
     #[arg(short = 'H', long = "host")]
     pub host: Option<String>,
-    /// Port to listen on (default: app.port; 0 picks a free port).
-    #[arg(short = 'p', long = "port")]
-    pub port: Option<u32>,
+    /// Port to listen on (default: app.port; clamped to 1..65535; 0 picks a free port).
+    #[arg(short = 'p', long = "port", allow_negative_numbers = true)]
+    pub port: Option<i64>,
     /// Also serve the legacy v2 endpoints (/Node/get, /Inventory, …) on the same port.
     #[arg(long)]
     pub legacy: bool,
@@ -30,7 +30,11 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
     let config = Arc::new(loaded.config);
     let host = args.host.unwrap_or_else(|| config.app.host.clone());
     // The original clamps the port into 1..=65535; 0 (any free port) is ours, for tests.
-    let port = args.port.map_or(config.app.port, |p| p.min(65535) as u16);
+    let port = match args.port {
+        None => config.app.port,
+        Some(0) => 0,
+        Some(p) => u16::try_from(p.clamp(1, 65535)).unwrap_or(u16::MAX),
+    };
     if args.legacy {
         tracing::warn!(
             "--legacy: the v2 endpoints are not part of this build yet; serving the v3 API only"

@@ -153,11 +153,30 @@ pub fn from_yaml_str(text: &str, origin: &str) -> Result<LoadedConfig, ConfigErr
 }
 
 /// Renders the merged configuration for `duffy config dump`.
+/// Keys are sorted at every level, as the original's `yaml.safe_dump` writes them.
 pub fn dump_yaml(raw: &yaml_serde::Value) -> String {
-    match yaml_serde::to_string(raw) {
+    match yaml_serde::to_string(&sorted(raw.clone())) {
         Ok(text) => text,
         // Only exotic tagged values can fail to serialize; say so rather than print nothing.
         Err(e) => format!("# the configuration cannot be rendered as YAML: {e}\n"),
+    }
+}
+
+/// A copy of `value` with the keys of every mapping in sorted order.
+fn sorted(value: yaml_serde::Value) -> yaml_serde::Value {
+    use yaml_serde::Value;
+    match value {
+        Value::Mapping(mapping) => {
+            let mut entries: Vec<(Value, Value)> = mapping.into_iter().collect();
+            entries.sort_by_key(|(k, _)| yaml_serde::to_string(k).unwrap_or_default());
+            let mut out = yaml_serde::Mapping::new();
+            for (k, v) in entries {
+                out.insert(k, sorted(v));
+            }
+            Value::Mapping(out)
+        }
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(sorted).collect()),
+        other => other,
     }
 }
 

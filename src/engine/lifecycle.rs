@@ -73,6 +73,14 @@ pub fn mark_failed(node: &mut Node, detail: &str, now: NaiveDateTime) {
     );
 }
 
+/// Moves a node to `deprovisioning`; it leaves its pool at once (`v3-api.md` §10), the run
+/// that takes it back knows the pool from its [`Batch`].
+pub fn start_deprovisioning(node: &mut Node, now: NaiveDateTime) {
+    node.state = NodeState::Deprovisioning;
+    node.state_changed_at = now;
+    node.pool = None;
+}
+
 /// What a mechanism is told about a node.
 fn input(node: &Node) -> NodeInput {
     NodeInput {
@@ -312,7 +320,7 @@ impl Engine {
         if node.reusable {
             node.state = NodeState::Unused;
             node.pool = None;
-            node.data.0.remove("provision");
+            node.data.0.shift_remove("provision");
             node.state_changed_at = store::now();
             store::nodes::save(&mut tx, &node, NodeState::Provisioning).await?;
         } else {
@@ -336,11 +344,11 @@ impl Engine {
                 .as_deref()
                 .and_then(|p| self.config().nodepools.get(p));
             match pool.filter(|p| !p.is_abstract) {
-                Some(_) => {
-                    node.state = NodeState::Deprovisioning;
-                    node.state_changed_at = now;
+                Some(pool) => {
+                    let pool = pool.name.clone();
+                    start_deprovisioning(&mut node, now);
                     if store::nodes::save(&mut tx, &node, NodeState::Deployed).await? {
-                        claimed.push(node);
+                        claimed.push((pool, node));
                     }
                 }
                 None => {
@@ -359,16 +367,15 @@ impl Engine {
         Ok(self.runs_by_pool(claimed))
     }
 
-    /// Groups nodes in `deprovisioning` (they keep their pool until the run ends) into the
+    /// Groups nodes just moved to `deprovisioning`, each with the pool it was in, into the
     /// mechanism runs of their pools.
-    pub(crate) fn runs_by_pool(&self, mut nodes: Vec<Node>) -> Vec<Batch> {
+    pub(crate) fn runs_by_pool(&self, mut nodes: Vec<(String, Node)>) -> Vec<Batch> {
         let mut runs = Vec::new();
         for pool in self.config().nodepools.concrete() {
-            let (of_pool, rest) = nodes
-                .into_iter()
-                .partition(|n| n.pool.as_deref() == Some(pool.name.as_str()));
+            let (of_pool, rest): (Vec<_>, Vec<_>) =
+                nodes.into_iter().partition(|(name, _)| *name == pool.name);
             nodes = rest;
-            runs.extend(batches(pool, of_pool));
+            runs.extend(batches(pool, of_pool.into_iter().map(|(_, n)| n).collect()));
         }
         runs
     }
@@ -420,7 +427,7 @@ impl Engine {
                 Ok(true) if node.reusable => {
                     node.state = NodeState::Unused;
                     for key in ["error", "nodes_spec", "provision"] {
-                        node.data.0.remove(key);
+                        node.data.0.shift_remove(key);
                     }
                     report.returned += 1;
                 }

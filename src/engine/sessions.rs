@@ -86,7 +86,10 @@ impl Engine {
                 .get(&s.pool)
                 .is_some_and(|p| p.contextualize)
         });
-        let (session, nodes) = self.reserve(&tenant, &specs, needs_context).await?;
+        let for_other = tenant.id != requester.id;
+        let (tenant, session, nodes) = self
+            .reserve(&tenant, for_other, &specs, needs_context)
+            .await?;
         let mut pools: Vec<String> = specs.iter().map(|s| s.pool.clone()).collect();
         pools.dedup();
         if !pools.is_empty() {
@@ -134,21 +137,34 @@ impl Engine {
     }
 
     /// The one transaction of a request: quota, session row, node claims. Nodes end
-    /// `deployed`, or `contextualizing` when some pool of the request pushes SSH keys.
+    /// `deployed`, or `contextualizing` when some pool of the request pushes SSH keys. The
+    /// tenant row is read again under its lock: a retire or a quota change that committed
+    /// since authentication counts.
     async fn reserve(
         &self,
         tenant: &Tenant,
+        for_other: bool,
         specs: &[NodesSpec],
         needs_context: bool,
-    ) -> Result<(Session, Vec<Node>), EngineError> {
+    ) -> Result<(Tenant, Session, Vec<Node>), EngineError> {
         let now = store::now();
-        let effective = self.effective(tenant);
-        let expires_at = now
-            .checked_add_signed(effective.session_lifetime)
-            .map(store::truncate);
         let requested: i64 = specs.iter().map(|s| s.quantity).sum();
         let mut tx = self.db().begin().await?;
-        store::tenants::lock(&mut tx, tenant.id).await?;
+        let tenant = store::tenants::lock_by_id(&mut tx, tenant.id)
+            .await?
+            .filter(Tenant::is_active)
+            .ok_or_else(|| match for_other {
+                true => {
+                    EngineError::Unprocessable(format!("tenant '{}' isn't active", tenant.name))
+                }
+                false => EngineError::Forbidden("Forbidden".into()),
+            })?;
+        let effective = self.effective(&tenant);
+        // Lifetimes are bounded when set; the fallback only guards against overflow.
+        let expires_at = now
+            .checked_add_signed(effective.session_lifetime)
+            .unwrap_or(NaiveDateTime::MAX);
+        let expires_at = Some(store::truncate(expires_at));
         if !tenant.is_admin {
             let current = store::sessions::count_active_nodes(&mut tx, tenant.id).await?;
             if requested + current > effective.node_quota {
@@ -195,7 +211,7 @@ impl Engine {
         }
         tx.commit().await?;
         nodes.sort_by_key(|n| n.id);
-        Ok((session, nodes))
+        Ok((tenant, session, nodes))
     }
 
     /// Claims up to `quantity` ready nodes of a spec's pool for a session.
@@ -264,51 +280,52 @@ impl Engine {
             if failed.is_empty() {
                 break;
             }
-            match self.replace_failed(session.id, failed).await? {
+            match self.replace_failed(tenant.id, session.id, failed).await? {
                 Some(replacements) => pending = replacements,
                 None => return Err(self.undo_session(session.id, done).await),
             }
         }
         let now = store::now();
         let mut tx = self.db().begin().await?;
+        // The session may have been retired meanwhile, by its tenant or by the deadline of
+        // the contextualizing state (which also took the nodes back).
+        let still_active = store::sessions::lock_by_id(&mut tx, session.id)
+            .await?
+            .is_some_and(|s| s.is_active());
+        let mut all_saved = true;
         for node in &mut done {
             node.state = NodeState::Deployed;
             node.state_changed_at = now;
             node.used_count += 1;
-            store::nodes::save(&mut tx, node, NodeState::Contextualizing).await?;
+            all_saved &= store::nodes::save(&mut tx, node, NodeState::Contextualizing).await?;
+        }
+        if !all_saved {
+            return Err(EngineError::Unavailable(CONTEXT_FAILED.into()));
         }
         tx.commit().await?;
+        if !still_active {
+            // Deployed nodes of a retired session are the deprovisioning job's.
+            self.wakers().deprovision.notify_one();
+            return Err(EngineError::Unavailable(CONTEXT_FAILED.into()));
+        }
         done.sort_by_key(|n| n.id);
         Ok(done)
     }
 
-    /// Fails nodes whose contextualization failed and claims one replacement for each.
-    /// `None` when some pool has no ready node left (no replacement is then claimed).
+    /// Fails nodes whose contextualization failed and claims one replacement for each, in
+    /// one transaction under the tenant's lock so that a parallel request never sees the
+    /// quota lowered in between. `None` when some pool has no ready node left: then only
+    /// the failures are recorded.
     async fn replace_failed(
         &self,
+        tenant_id: i64,
         session_id: i64,
         failed: Vec<Node>,
     ) -> Result<Option<Vec<Node>>, EngineError> {
         let now = store::now();
         let mut tx = self.db().begin().await?;
-        let mut specs = Vec::with_capacity(failed.len());
-        for mut node in failed {
-            mark_failed(&mut node, "contextualizing node failed", now);
-            store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await?;
-            store::sessions::unlink_node(&mut tx, session_id, node.id).await?;
-            specs.push(NodesSpec {
-                pool: node.pool.clone().unwrap_or_default(),
-                quantity: node
-                    .data
-                    .0
-                    .get("nodes_spec")
-                    .and_then(|s| s.get("quantity"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1),
-            });
-        }
-        tx.commit().await?;
-        let mut tx = self.db().begin().await?;
+        store::tenants::lock_by_id(&mut tx, tenant_id).await?;
+        let specs = fail_and_unlink(&mut tx, session_id, &failed, now).await?;
         let mut replacements = Vec::with_capacity(specs.len());
         for spec in &specs {
             let claimed = self
@@ -322,7 +339,10 @@ impl Engine {
                 )
                 .await?;
             if claimed.is_empty() {
-                // Dropping the transaction releases the replacements claimed so far.
+                drop(tx);
+                let mut tx = self.db().begin().await?;
+                fail_and_unlink(&mut tx, session_id, &failed, now).await?;
+                tx.commit().await?;
                 return Ok(None);
             }
             replacements.extend(claimed);
@@ -360,7 +380,7 @@ impl Engine {
                     .is_none_or(|i| cleanups[i]);
                 if clean {
                     node.state = NodeState::Ready;
-                    node.data.0.remove("nodes_spec");
+                    node.data.0.shift_remove("nodes_spec");
                     node.state_changed_at = now;
                 } else {
                     mark_failed(&mut node, "decontextualizing node failed", now);
@@ -508,6 +528,34 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// Marks nodes whose contextualization failed as failed and takes them out of the session;
+/// returns the spec each replacement must follow.
+async fn fail_and_unlink(
+    tx: &mut Tx,
+    session_id: i64,
+    failed: &[Node],
+    now: NaiveDateTime,
+) -> Result<Vec<NodesSpec>, EngineError> {
+    let mut specs = Vec::with_capacity(failed.len());
+    for node in failed {
+        let mut node = node.clone();
+        mark_failed(&mut node, "contextualizing node failed", now);
+        store::nodes::save(tx, &node, NodeState::Contextualizing).await?;
+        store::sessions::unlink_node(tx, session_id, node.id).await?;
+        specs.push(NodesSpec {
+            pool: node.pool.clone().unwrap_or_default(),
+            quantity: node
+                .data
+                .0
+                .get("nodes_spec")
+                .and_then(|s| s.get("quantity"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+        });
+    }
+    Ok(specs)
 }
 
 /// The new `expires_at` of a session (`v3-api.md` §8): a delta counts from the current

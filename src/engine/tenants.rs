@@ -7,6 +7,20 @@ use super::{Engine, EngineError, as_seconds, auth};
 use crate::store::tenants::{NewTenant, Tenant};
 use crate::store::{self, StoreError};
 
+/// The longest lifetime a tenant may be given: longer values would overflow timestamps
+/// (and mean "never" anyway, which is what a null `expires_at` is for).
+pub const MAX_LIFETIME_DAYS: i64 = 36_500;
+
+/// Checks a tenant's lifetime against [`MAX_LIFETIME_DAYS`].
+pub fn check_lifetime(d: TimeDelta) -> Result<TimeDelta, String> {
+    if d > TimeDelta::days(MAX_LIFETIME_DAYS) {
+        return Err(format!(
+            "lifetimes longer than {MAX_LIFETIME_DAYS} days are not supported"
+        ));
+    }
+    Ok(d)
+}
+
 /// A new tenant as requested.
 #[derive(Debug, Clone)]
 pub struct TenantRequest {
@@ -165,7 +179,14 @@ impl Engine {
                 }
             }
         }
-        let tenant = store::tenants::save(&mut tx, &tenant).await?;
+        let tenant = store::tenants::save(&mut tx, &tenant)
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate { field: "api_key" } => {
+                    EngineError::Conflict("this API key is already in use".into())
+                }
+                other => other.into(),
+            })?;
         tx.commit().await?;
         if sessions_ended {
             self.wakers().expiry.notify_one();

@@ -73,7 +73,7 @@ impl StoreError {
         {
             // PostgreSQL names the index; SQLite says "UNIQUE constraint failed: nodes.ipaddr".
             let text = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
-            for field in ["hostname", "ipaddr", "name"] {
+            for field in ["api_key", "hostname", "ipaddr", "name"] {
                 if text.contains(field) {
                     return StoreError::Duplicate { field };
                 }

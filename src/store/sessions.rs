@@ -193,7 +193,7 @@ pub async fn expire_all_of_tenant(
 /// Retires every active session whose `expires_at` has come; returns their ids.
 pub async fn retire_expired(db: &Db, now: NaiveDateTime) -> Result<Vec<i64>, StoreError> {
     const SQL: &str = "UPDATE sessions SET retired_at = $1 \
-        WHERE retired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id";
+        WHERE retired_at IS NULL AND expires_at IS NOT NULL AND expires_at < $1 RETURNING id";
     Ok(on_writer!(db, c => sqlx::query_scalar(SQL).bind(now).fetch_all(c).await)?)
 }
 

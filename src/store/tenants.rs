@@ -67,8 +67,10 @@ pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Tenant>, StoreError
     Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
 }
 
-/// Looks a tenant up by id and locks it until the transaction ends: changes of one tenant
-/// (and its session requests, see [`lock`]) happen one after the other.
+/// Looks a tenant up by id and locks it until the transaction ends, so that changes and
+/// session requests of one tenant happen one after the other and a quota holds under
+/// parallel requests. PostgreSQL locks the row; on SQLite every write transaction already
+/// holds the database's single write lock.
 pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Tenant>, StoreError> {
     const SQLITE: &str = "SELECT * FROM tenants WHERE id = $1";
     const POSTGRES: &str = "SELECT * FROM tenants WHERE id = $1 FOR UPDATE";
@@ -143,15 +145,4 @@ pub async fn save(tx: &mut Tx, tenant: &Tenant) -> Result<Tenant, StoreError> {
         .fetch_one(c)
         .await)
     .map_err(StoreError::from_write)
-}
-
-/// Serializes session requests of one tenant so a quota holds under parallel requests.
-/// PostgreSQL locks the tenant row until the transaction ends; on SQLite every write
-/// transaction already holds the database's single write lock.
-pub async fn lock(tx: &mut Tx, id: i64) -> Result<(), StoreError> {
-    if let Tx::Postgres(t) = tx {
-        const SQL: &str = "SELECT id FROM tenants WHERE id = $1 FOR UPDATE";
-        sqlx::query(SQL).bind(id).execute(&mut **t).await?;
-    }
-    Ok(())
 }

@@ -213,6 +213,28 @@ fn config_commands_check_and_dump() {
         r.stdout
     );
 
+    // keys come out sorted, as the original's yaml.safe_dump writes them
+    let unsorted = dir.path().join("unsorted.yaml");
+    std::fs::write(
+        &unsorted,
+        "nodepools:\n  concrete:\n    z: {mechanism: {type: noop}, fill-level: 1}\n    a: {fill-level: 2, mechanism: {type: noop}}\ndefaults: {session-lifetime: 6h, node-quota: 1, session-lifetime-max: 7h}\n",
+    )
+    .unwrap();
+    let dump = duffy(&unsorted, &["config", "dump"]).stdout;
+    let order: Vec<usize> = [
+        "defaults:",
+        "node-quota",
+        "session-lifetime:",
+        "nodepools:",
+        "  a:",
+        "fill-level: 2",
+        "  z:",
+    ]
+    .iter()
+    .map(|k| dump.find(k).unwrap_or_else(|| panic!("{k} in {dump}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{dump}");
+
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "app:\n  port: 70000\n").unwrap();
     let r = duffy(&bad, &["config", "check"]);

@@ -180,3 +180,65 @@ both_backends!(
     a_node_that_fails_is_replaced,
     no_replacement_left_is_503,
 );
+
+/// Holds every contextualization for a while, so that a test can act in between.
+struct Slow(std::time::Duration);
+
+impl Contextualizer for Slow {
+    fn contextualize<'a>(
+        &'a self,
+        _ip: &'a str,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ContextError>> {
+        async move {
+            tokio::time::sleep(self.0).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn decontextualize<'a>(&'a self, _ip: &'a str) -> BoxFuture<'a, Result<(), ContextError>> {
+        async { Ok(()) }.boxed()
+    }
+}
+
+async fn a_session_retired_during_hand_out_is_not_granted(backend: Backend) {
+    let slow = Arc::new(Slow(std::time::Duration::from_millis(600)));
+    let app = start_custom(
+        TestDb::new(backend).await,
+        load_config(CONFIG),
+        false,
+        true,
+        Some(slow),
+    )
+    .await;
+    let request = app.request_session(app.admin_auth(), "ctx", 1);
+    let retire = async {
+        // the session is visible (its nodes contextualizing) while the keys are pushed
+        for _ in 0..100 {
+            let list = app.get("/api/v1/sessions", app.admin_auth()).await;
+            if let Some(id) = list.body["sessions"][0]["id"].as_i64() {
+                return app
+                    .put(
+                        &format!("/api/v1/sessions/{id}"),
+                        app.admin_auth(),
+                        &json!({"active": false}),
+                    )
+                    .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the session never showed up");
+    };
+    let (granted, retired) = futures::join!(request, retire);
+    assert_eq!(retired.status, 200, "{}", retired.text);
+    assert_eq!(
+        (granted.status.as_u16(), granted.detail()),
+        (503, &json!("contextualization of nodes failed"))
+    );
+    // the node is not left behind: it is deprovisioned like any node of a retired session
+    let report = app.deprovision().await;
+    assert_eq!(report.done, 1);
+}
+
+both_backends!(a_session_retired_during_hand_out_is_not_granted);

@@ -365,3 +365,56 @@ both_backends!(
     nodes_stuck_past_their_deadline_are_failed,
     a_restart_reconciles_nodes_left_midway,
 );
+
+mod deprovisioning {
+    use super::*;
+
+    /// Nodes leave their pool when deprovisioning starts (`v3-api.md` §10).
+    async fn nodes_leave_their_pool_when_deprovisioning_starts(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let a = app.request_session(app.admin_auth(), "pool-b", 2).await;
+        let sid = a.body["session"]["id"].as_i64().unwrap();
+        app.put(
+            &format!("/api/v1/sessions/{sid}"),
+            app.admin_auth(),
+            &json!({"active": false}),
+        )
+        .await;
+        let runs = app.engine.claim_deprovision().await.unwrap();
+        assert_eq!(runs.iter().map(|r| r.nodes.len()).sum::<usize>(), 2);
+        assert!(
+            runs.iter().all(|r| r.pool == "pool-b"),
+            "each run knows its pool"
+        );
+        let mid = store::nodes::in_state(app.engine.db(), NodeState::Deprovisioning)
+            .await
+            .unwrap();
+        assert_eq!(mid.len(), 2);
+        assert!(mid.iter().all(|n| n.pool.is_none()));
+        assert_eq!(
+            app.levels("pool-b").await["deprovisioning"],
+            0,
+            "as the original: levels count pool members"
+        );
+        let got = app
+            .get(&format!("/api/v1/sessions/{sid}"), app.admin_auth())
+            .await;
+        assert!(
+            got.body["session"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["pool"] == json!(null))
+        );
+        for run in runs {
+            app.engine.deprovision(run).await;
+        }
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM nodes WHERE state = 'done'")
+                .await,
+            2
+        );
+    }
+
+    both_backends!(nodes_leave_their_pool_when_deprovisioning_starts);
+}

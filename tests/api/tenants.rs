@@ -302,7 +302,85 @@ async fn tenant_updates_check_admin_first(backend: Backend) {
     assert_eq!((a.status.as_u16(), a.detail()), (404, &json!("Not Found")));
 }
 
+async fn a_tenant_retired_after_authentication_gets_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (stale, _) = app.tenant("t", None).await;
+    app.put(
+        &format!("/api/v1/tenants/{}", stale.id),
+        app.admin_auth(),
+        &json!({"active": false}),
+    )
+    .await;
+    // the engine reads the tenant again under its lock: the row authenticated a moment ago
+    // no longer counts
+    let specs = vec![duffy::engine::sessions::NodesSpec {
+        pool: "pool-a".into(),
+        quantity: 1,
+    }];
+    let err = app
+        .engine
+        .request_session(&stale, None, specs.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Forbidden");
+    let err = app
+        .engine
+        .request_session(&app.admin, Some(stale.id), specs)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "tenant 't' isn't active");
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 0);
+}
+
+async fn api_keys_are_unique_and_lifetimes_bounded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (a, _) = app.tenant("a", None).await;
+    let (b, _) = app.tenant("b", None).await;
+    let key = "00000000-0000-4000-8000-00000000000a";
+    assert_eq!(
+        app.put(
+            &format!("/api/v1/tenants/{}", a.id),
+            app.admin_auth(),
+            &json!({"api_key": key})
+        )
+        .await
+        .status,
+        200
+    );
+    let dup = app
+        .put(
+            &format!("/api/v1/tenants/{}", b.id),
+            app.admin_auth(),
+            &json!({"api_key": key}),
+        )
+        .await;
+    assert_eq!(
+        (dup.status.as_u16(), dup.detail()),
+        (409, &json!("this API key is already in use"))
+    );
+    for lifetime in ["99999999w", "36501d"] {
+        let r = app
+            .put(
+                &format!("/api/v1/tenants/{}", a.id),
+                app.admin_auth(),
+                &json!({"session_lifetime": lifetime}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{lifetime}: {}", r.text);
+    }
+    let r = app
+        .put(
+            &format!("/api/v1/tenants/{}", a.id),
+            app.admin_auth(),
+            &json!({"session_lifetime_max": "36500d"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 both_backends!(
+    a_tenant_retired_after_authentication_gets_nothing,
+    api_keys_are_unique_and_lifetimes_bounded,
     admins_create_tenants,
     tenant_bodies_are_validated,
     tenants_see_themselves_and_admins_see_all,

@@ -44,7 +44,10 @@ pub async fn show_pool(
     state: State,
 ) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
-    let (pool, levels) = state.engine.pool_levels(&name).await?;
+    let (pool, levels) = state
+        .engine
+        .pool_levels(&crate::api::validate::path_segment(&name))
+        .await?;
     Ok(json(
         StatusCode::OK,
         &envelope(

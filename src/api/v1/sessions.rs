@@ -94,10 +94,14 @@ pub async fn create_session(
 ) -> Result<Response, ApiError> {
     let requester = auth::require(&state, auth.as_deref()).await?;
     let (tenant_id, specs) = parse_request(&body)?;
-    let view = state
-        .engine
-        .request_session(&requester, tenant_id, specs)
-        .await?;
+    // Hyper drops a handler's future when its client goes away. An allocation commits in
+    // steps (reserve, contextualize, hand over), so it runs on a task of its own and always
+    // finishes or undoes itself.
+    let engine = state.engine.clone();
+    let view =
+        tokio::spawn(async move { engine.request_session(&requester, tenant_id, specs).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("session request task failed: {e}")))??;
     Ok(json(
         StatusCode::CREATED,
         &envelope("post", "session", SessionOut::new(&view, &state.engine)),

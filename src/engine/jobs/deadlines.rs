@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ERROR_PAUSE;
 use crate::config::python_timedelta;
-use crate::engine::lifecycle::{Batch, mark_failed};
+use crate::engine::lifecycle::{Batch, mark_failed, start_deprovisioning};
 use crate::engine::{Engine, EngineError};
 use crate::store::{self, nodes::NodeState};
 
@@ -171,12 +171,35 @@ impl EnforceDeadlines {
         let mut taken_back = Vec::new();
         for mut node in store::nodes::stuck(&mut tx, NodeState::Contextualizing, before).await? {
             store::sessions::retire_holding(&mut tx, node.id, now).await?;
-            node.state = NodeState::Deprovisioning;
-            node.state_changed_at = now;
+            let pool = node.pool.clone().filter(|p| {
+                self.engine
+                    .config()
+                    .nodepools
+                    .get(p)
+                    .is_some_and(|p| !p.is_abstract)
+            });
+            match &pool {
+                Some(_) => start_deprovisioning(&mut node, now),
+                None => {
+                    let missing = node.pool.take().unwrap_or_default();
+                    mark_failed(
+                        &mut node,
+                        &format!("deprovisioning node failed, pool '{missing}' not found"),
+                        now,
+                    );
+                }
+            }
             if store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await? {
-                tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {}; retiring its session and deprovisioning it", node.id, detail("contextualizing", deadlines.contextualizing));
+                tracing::warn!(
+                    node.id = node.id,
+                    "node {}: {}; retiring its session and deprovisioning it",
+                    node.id,
+                    detail("contextualizing", deadlines.contextualizing)
+                );
                 report.contextualizing_taken_back.push(node.id);
-                taken_back.push(node);
+                if let Some(pool) = pool {
+                    taken_back.push((pool, node));
+                }
             }
         }
         tx.commit().await?;
