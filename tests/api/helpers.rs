@@ -185,6 +185,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, Spawn::default()).await
 }
 
+/// A test app on a configuration of the test's own, its pools still empty.
+pub async fn spawn_app_unfilled(backend: Backend, config: &str) -> TestApp {
+    spawn_app_with(
+        backend,
+        Spawn {
+            config,
+            fill: false,
+            ..Spawn::default()
+        },
+    )
+    .await
+}
+
 /// A test app on a configuration of the test's own.
 pub async fn spawn_app_config(backend: Backend, config: &str) -> TestApp {
     spawn_app_with(

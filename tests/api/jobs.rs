@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{
-    Auth, Backend, Spawn, TestApp, load_config, spawn_app, spawn_app_with, start_on,
+    Auth, Backend, Spawn, TestApp, load_config, spawn_app, spawn_app_unfilled, spawn_app_with,
+    start_on,
 };
 
 /// Polls `check` every 50 ms for up to `secs` seconds.
@@ -212,15 +213,7 @@ nodepools:
 "#;
 
 async fn nodes_stuck_past_their_deadline_are_failed(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: SLOW,
-            fill: false,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_unfilled(backend, SLOW).await;
     // the slow pool's provisioning hangs; claim its nodes and start the runs in the background
     let runs = app
         .engine
@@ -296,15 +289,7 @@ async fn crash_midway(app: &TestApp) -> (i64, i64, i64) {
 }
 
 async fn a_restart_reconciles_nodes_left_midway(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: SLOW,
-            fill: false,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_unfilled(backend, SLOW).await;
     let quick: Vec<_> = app
         .engine
         .claim_fill(&duffy::engine::FillScope::All)

@@ -1,7 +1,10 @@
 //! Integration tests: the real server on port 0, a fresh database per test, every test on
 //! SQLite and (with `DUFFY_TEST_POSTGRES_URL`) on PostgreSQL.
 
-#![expect(clippy::unwrap_used, reason = "a failing test should stop at the failing line")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failing test should stop at the failing line"
+)]
 
 mod helpers;
 

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Auth, Backend, Spawn, spawn_app_config, spawn_app_with};
+use crate::helpers::{Auth, Backend, spawn_app_config, spawn_app_unfilled};
 
 const KNOBS: &str = r#"
 defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
@@ -26,15 +26,7 @@ nodepools:
 "#;
 
 async fn failing_provisioning_leaves_no_rows(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: KNOBS,
-            fill: false,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_unfilled(backend, KNOBS).await;
     let report = duffy::engine::jobs::FillPools::new(app.engine.clone())
         .tick()
         .await
@@ -103,15 +95,7 @@ nodepools:
 "#;
 
 async fn reusable_machines_cycle_back_to_unused(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Spawn {
-            config: REUSE,
-            fill: false,
-            ..Spawn::default()
-        },
-    )
-    .await;
+    let app = spawn_app_unfilled(backend, REUSE).await;
     for (i, (arch, generation)) in [("x86_64", 2), ("aarch64", 1), ("aarch64", 2)]
         .into_iter()
         .enumerate()
