@@ -90,8 +90,8 @@ impl Engine {
         let (tenant, session, nodes) = self
             .reserve(&tenant, for_other, &specs, needs_context)
             .await?;
-        let mut pools: Vec<String> = specs.iter().map(|s| s.pool.clone()).collect();
-        pools.dedup();
+        // The pools that just lost ready nodes refill at once (duplicates merge in the set).
+        let pools: Vec<String> = specs.iter().map(|s| s.pool.clone()).collect();
         if !pools.is_empty() {
             self.wakers().fill(Some(&pools));
         }
