@@ -70,6 +70,7 @@ async fn app_with(backend: Backend, flaky: Arc<Flaky>) -> TestApp {
         false,
         true,
         Some(flaky),
+        Vec::new(),
     )
     .await
 }
@@ -210,6 +211,7 @@ async fn a_session_retired_during_hand_out_is_not_granted(backend: Backend) {
         false,
         true,
         Some(slow),
+        Vec::new(),
     )
     .await;
     let request = app.request_session(app.admin_auth(), "ctx", 1);

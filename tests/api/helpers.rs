@@ -13,6 +13,7 @@ use duffy::contextualize::Contextualizer;
 use duffy::engine::Engine;
 use duffy::engine::jobs::{Deprovision, EnforceDeadlines, ExpireSessions, FillPools};
 use duffy::engine::tenants::TenantRequest;
+use duffy::mechanisms::Mechanism;
 use duffy::store::tenants::Tenant;
 use duffy::store::{self, Db};
 use reqwest::{Method, StatusCode};
@@ -229,7 +230,7 @@ pub async fn spawn_app_with(backend: Backend, spawn: Spawn<'_>) -> TestApp {
 
 /// Starts the application on an existing database (a "restart" when one ran there before).
 pub async fn start_on(db: TestDb, config: Config, background_jobs: bool, fill: bool) -> TestApp {
-    start_custom(db, config, background_jobs, fill, None).await
+    start_custom(db, config, background_jobs, fill, None, Vec::new()).await
 }
 
 /// Like [`start_on`], with a contextualizer of the test's own.
@@ -239,19 +240,19 @@ pub async fn start_custom(
     background_jobs: bool,
     fill: bool,
     contextualizer: Option<Arc<dyn Contextualizer>>,
+    mechanisms: Vec<(&str, Arc<dyn Mechanism>)>,
 ) -> TestApp {
     config.database.url = Some(db.url.clone());
     let config = Arc::new(config);
     let store = Db::connect(&db.url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let engine = match contextualizer {
-        None => duffy::app::build_engine(config, store).expect("engine"),
-        Some(ctx) => {
-            let mechanisms =
-                duffy::mechanisms::Mechanisms::from_config(&config).expect("mechanisms");
-            Engine::new(store, config, mechanisms, ctx).expect("engine")
-        }
-    };
+    let mut by_pool = duffy::mechanisms::Mechanisms::from_config(&config).expect("mechanisms");
+    for (pool, mechanism) in mechanisms {
+        by_pool.insert(pool, mechanism);
+    }
+    let contextualizer =
+        contextualizer.unwrap_or_else(|| Arc::new(duffy::contextualize::Ssh::default()));
+    let engine = Engine::new(store, config, by_pool, contextualizer).expect("engine");
     let engine = Arc::new(engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

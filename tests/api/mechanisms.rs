@@ -157,3 +157,161 @@ both_backends!(
     an_address_already_in_use_fails_the_newcomer,
     reusable_machines_cycle_back_to_unused,
 );
+
+/// A mechanism whose answers the test chooses.
+struct Scripted {
+    provision: Result<(), String>,
+    deprovision: Result<Option<Vec<serde_json::Value>>, String>,
+}
+
+impl duffy::mechanisms::Mechanism for Scripted {
+    fn provision<'a>(
+        &'a self,
+        _pool: &'a duffy::config::Pool,
+        nodes: &'a [duffy::mechanisms::NodeInput],
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Vec<serde_json::Value>, duffy::mechanisms::MechanismError>,
+    > {
+        Box::pin(async move {
+            self.provision
+                .clone()
+                .map_err(duffy::mechanisms::MechanismError)?;
+            // no hostname: the engine falls back to reverse DNS, then to the address
+            Ok(nodes
+                .iter()
+                .map(|n| json!({"ipaddr": format!("127.2.0.{}", n.id), "extra": n.id}))
+                .collect())
+        })
+    }
+
+    fn deprovision<'a>(
+        &'a self,
+        _pool: &'a duffy::config::Pool,
+        _nodes: &'a [duffy::mechanisms::NodeInput],
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<duffy::mechanisms::Deprovisioned, duffy::mechanisms::MechanismError>,
+    > {
+        Box::pin(async move {
+            match self.deprovision.clone() {
+                Ok(Some(entries)) => Ok(duffy::mechanisms::Deprovisioned::Entries(entries)),
+                Ok(None) => Ok(duffy::mechanisms::Deprovisioned::All),
+                Err(e) => Err(duffy::mechanisms::MechanismError(e)),
+            }
+        })
+    }
+}
+
+const SCRIPTED: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+nodepools:
+  concrete:
+    scripted:
+      mechanism: {type: noop}
+      fill-level: 2
+"#;
+
+async fn scripted(backend: Backend, mechanism: Scripted) -> crate::helpers::TestApp {
+    crate::helpers::start_custom(
+        crate::helpers::TestDb::new(backend).await,
+        crate::helpers::load_config(SCRIPTED),
+        false,
+        true,
+        None,
+        vec![("scripted", std::sync::Arc::new(mechanism))],
+    )
+    .await
+}
+
+async fn mechanism_results_follow_the_originals_rules(backend: Backend) {
+    // a failing provisioning run: fresh rows are deleted
+    let app = scripted(
+        backend,
+        Scripted {
+            provision: Err("boom".into()),
+            deprovision: Ok(None),
+        },
+    )
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM nodes").await, 0);
+
+    // results without hostname: the address stands in; the whole entry is kept
+    let app = scripted(
+        backend,
+        Scripted {
+            provision: Ok(()),
+            deprovision: Ok(None),
+        },
+    )
+    .await;
+    let s = app.request_session(app.admin_auth(), "scripted", 2).await;
+    let node = &s.body["session"]["nodes"][0];
+    assert!(node["hostname"].is_string(), "{node}");
+    assert_eq!(node["data"]["provision"]["extra"], node["id"]);
+    // no deprovisioning step (D#8): the nodes are done
+    let sid = s.body["session"]["id"].as_i64().unwrap();
+    app.put(
+        &format!("/api/v1/sessions/{sid}"),
+        app.admin_auth(),
+        &json!({"active": false}),
+    )
+    .await;
+    assert_eq!(app.deprovision().await.done, 2);
+
+    // a failing deprovisioning run: every node failed
+    let app = scripted(
+        backend,
+        Scripted {
+            provision: Ok(()),
+            deprovision: Err("gone".into()),
+        },
+    )
+    .await;
+    let s = app.request_session(app.admin_auth(), "scripted", 2).await;
+    let sid = s.body["session"]["id"].as_i64().unwrap();
+    app.put(
+        &format!("/api/v1/sessions/{sid}"),
+        app.admin_auth(),
+        &json!({"active": false}),
+    )
+    .await;
+    assert_eq!(app.deprovision().await.failed, 2);
+    let nodes =
+        duffy::store::nodes::in_state(app.engine.db(), duffy::store::nodes::NodeState::Failed)
+            .await
+            .unwrap();
+    assert!(nodes.iter().all(
+        |n| n.data.0["error"]["detail"] == "deprovisioning mechanism failed" && n.pool.is_none()
+    ));
+
+    // entries that match only one node: the other failed
+    let app = scripted(
+        backend,
+        Scripted {
+            provision: Ok(()),
+            deprovision: Ok(Some(vec![json!({"extra": 1})])),
+        },
+    )
+    .await;
+    let s = app.request_session(app.admin_auth(), "scripted", 2).await;
+    let sid = s.body["session"]["id"].as_i64().unwrap();
+    app.put(
+        &format!("/api/v1/sessions/{sid}"),
+        app.admin_auth(),
+        &json!({"active": false}),
+    )
+    .await;
+    let report = app.deprovision().await;
+    assert_eq!((report.done, report.failed), (1, 1));
+    let failed =
+        duffy::store::nodes::in_state(app.engine.db(), duffy::store::nodes::NodeState::Failed)
+            .await
+            .unwrap();
+    assert_eq!(
+        failed[0].data.0["error"]["detail"],
+        "deprovisioning node failed"
+    );
+}
+
+both_backends!(mechanism_results_follow_the_originals_rules);
