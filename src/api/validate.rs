@@ -114,6 +114,37 @@ fn char_offset(text: &str, line: usize, column: usize) -> usize {
     before + column.saturating_sub(1)
 }
 
+/// Parses a body that must be a JSON object and reads its fields with `read`; every
+/// problem found on the way is reported together, as pydantic does.
+pub fn body_object<T>(
+    body: &[u8],
+    read: impl FnOnce(&mut Fields<'_>) -> Option<T>,
+) -> Result<T, Vec<FieldError>> {
+    let value = parse_json(body)?;
+    let mut errors = Vec::new();
+    let parsed =
+        Fields::of(&value, vec!["body".into()], &mut errors).and_then(|mut f| read(&mut f));
+    match parsed {
+        Some(parsed) if errors.is_empty() => Ok(parsed),
+        _ => Err(errors),
+    }
+}
+
+/// Both results, or the errors of both (a bad path id and a bad body are one 422).
+pub fn both<A, B>(
+    a: Result<A, Vec<FieldError>>,
+    b: Result<B, Vec<FieldError>>,
+) -> Result<(A, B), Vec<FieldError>> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => {
+            let mut errors = a.err().unwrap_or_default();
+            errors.extend(b.err().unwrap_or_default());
+            Err(errors)
+        }
+    }
+}
+
 /// A path segment as the client meant it: warp leaves percent-escapes in place.
 pub fn path_segment(raw: &str) -> String {
     percent_encoding::percent_decode_str(raw)

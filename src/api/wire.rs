@@ -36,16 +36,27 @@ pub fn format_ts(t: NaiveDateTime) -> String {
     }
 }
 
-/// `{"action": …, "<key>": …}`: every success body.
-pub fn envelope(action: &str, key: &str, value: impl Serialize) -> Value {
-    let mut map = Map::with_capacity(2);
-    map.insert("action".into(), Value::from(action));
-    // Our shapes are plain structs and maps: serializing them cannot fail.
-    map.insert(
-        key.into(),
-        serde_json::to_value(value).unwrap_or(Value::Null),
-    );
-    Value::Object(map)
+/// `{"action": …, "<key>": …}`: every success body, serialized in one pass (no
+/// intermediate `Value`) with `action` first.
+pub struct Envelope<'a, T> {
+    action: &'a str,
+    key: &'a str,
+    value: T,
+}
+
+/// Wraps a resource in the envelope of its action.
+pub fn envelope<'a, T: Serialize>(action: &'a str, key: &'a str, value: T) -> Envelope<'a, T> {
+    Envelope { action, key, value }
+}
+
+impl<T: Serialize> Serialize for Envelope<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("action", self.action)?;
+        map.serialize_entry(self.key, &self.value)?;
+        map.end()
+    }
 }
 
 /// A tenant (`v3-api.md` §4).

@@ -86,11 +86,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(cli.loglevel.unwrap_or(loaded.config.app.loglevel));
+    let level = cli.loglevel.unwrap_or(loaded.config.app.loglevel);
+    init_tracing(level);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let level = cli.loglevel.unwrap_or(loaded.config.app.loglevel);
     match command {
         Command::Serve(args) => serve::run(args, loaded, level).await,
         Command::Migrate => serve::migrate(&loaded).await,

@@ -63,14 +63,24 @@ pub fn python_isoformat(t: NaiveDateTime) -> String {
     }
 }
 
+/// A node's `data.error`, as the original writes it.
+pub fn error_entry(detail: &str, now: NaiveDateTime) -> Value {
+    json!({"failed_at": python_isoformat(now), "detail": detail})
+}
+
 /// Puts a node in `failed` with `data.error` saying why and when.
 pub fn mark_failed(node: &mut Node, detail: &str, now: NaiveDateTime) {
     node.state = NodeState::Failed;
     node.state_changed_at = now;
-    node.data.0.insert(
-        "error".into(),
-        json!({"failed_at": python_isoformat(now), "detail": detail}),
-    );
+    node.data.0.insert("error".into(), error_entry(detail, now));
+}
+
+/// Fails a node that should be deprovisioned but whose pool is not configured (any more).
+pub fn fail_pool_not_found(node: &mut Node, now: NaiveDateTime) {
+    let pool = node.pool.take().unwrap_or_default();
+    let detail = format!("deprovisioning node failed, pool '{pool}' not found");
+    tracing::warn!(node.id = node.id, "node {}: {detail}", node.id);
+    mark_failed(node, &detail, now);
 }
 
 /// Moves a node to `deprovisioning`; it leaves its pool at once (`v3-api.md` §10), the run
@@ -341,26 +351,16 @@ impl Engine {
         for mut node in orphans {
             let pool = node
                 .pool
-                .as_deref()
-                .and_then(|p| self.config().nodepools.get(p));
-            match pool.filter(|p| !p.is_abstract) {
-                Some(pool) => {
-                    let pool = pool.name.clone();
-                    start_deprovisioning(&mut node, now);
-                    if store::nodes::save(&mut tx, &node, NodeState::Deployed).await? {
-                        claimed.push((pool, node));
-                    }
-                }
-                None => {
-                    let detail = format!(
-                        "deprovisioning node failed, pool '{}' not found",
-                        node.pool.as_deref().unwrap_or_default()
-                    );
-                    tracing::warn!(node.id = node.id, "node {}: {detail}", node.id);
-                    mark_failed(&mut node, &detail, now);
-                    node.pool = None;
-                    store::nodes::save(&mut tx, &node, NodeState::Deployed).await?;
-                }
+                .clone()
+                .filter(|p| self.concrete_pool(p).is_some());
+            match pool {
+                Some(_) => start_deprovisioning(&mut node, now),
+                None => fail_pool_not_found(&mut node, now),
+            }
+            if store::nodes::save(&mut tx, &node, NodeState::Deployed).await?
+                && let Some(pool) = pool
+            {
+                claimed.push((pool, node));
             }
         }
         tx.commit().await?;
@@ -416,7 +416,6 @@ impl Engine {
                     .any(|e| matches(e, node.data.0.get("provision")))),
                 Err(_) => Err("deprovisioning mechanism failed"),
             };
-            node.pool = None;
             node.state_changed_at = now;
             match matched {
                 _ if reported_failed => {

@@ -28,6 +28,17 @@ impl Engine {
             .filter(|p| p.fill_level.is_some())
     }
 
+    /// A configured concrete pool: the only pools that hold nodes and have a mechanism.
+    pub fn concrete_pool(&self, name: &str) -> Option<&Pool> {
+        self.config().nodepools.get(name).filter(|p| !p.is_abstract)
+    }
+
+    /// Whether a node's pool pushes SSH keys at hand-out (`contextualize`).
+    pub fn contextualizes(&self, pool: Option<&str>) -> bool {
+        pool.and_then(|p| self.concrete_pool(p))
+            .is_some_and(|p| p.contextualize)
+    }
+
     /// A pool with its levels. Any pool can be looked up, abstract ones included, but one
     /// without a fill level cannot report levels (422, as the original).
     pub async fn pool_levels(&self, name: &str) -> Result<(&Pool, Levels), EngineError> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::{Map, Value, json};
 
-use super::lifecycle::mark_failed;
+use super::lifecycle::{error_entry, mark_failed};
 use super::{Engine, EngineError};
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
@@ -63,6 +63,35 @@ pub struct SessionView {
     pub nodes: Vec<Node>,
 }
 
+/// Whom a session is for, decided before the reservation reads the tenant under its lock.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    id: i64,
+    /// An admin acting for another tenant (`tenant_id`): problems with that tenant are 422s.
+    for_other: bool,
+}
+
+/// Who the session is for: the requester, or (admins only) the tenant named.
+fn session_tenant(requester: &Tenant, tenant_id: Option<i64>) -> Result<Target, EngineError> {
+    match tenant_id {
+        None => Ok(Target {
+            id: requester.id,
+            for_other: false,
+        }),
+        Some(id) if id == requester.id => Ok(Target {
+            id,
+            for_other: false,
+        }),
+        Some(id) if requester.is_admin => Ok(Target {
+            id,
+            for_other: true,
+        }),
+        Some(_) => Err(EngineError::Forbidden(
+            "can't create session for other tenant".into(),
+        )),
+    }
+}
+
 /// Detail of `data.error` on a node a tenant reported broken (`/Node/fail`).
 pub const REPORTED_FAILED: &str = "node reported failed by tenant";
 /// Detail of the 503 when no node could be contextualized.
@@ -79,17 +108,9 @@ impl Engine {
         tenant_id: Option<i64>,
         specs: Vec<NodesSpec>,
     ) -> Result<SessionView, EngineError> {
-        let tenant = self.session_tenant(requester, tenant_id).await?;
-        let needs_context = specs.iter().any(|s| {
-            self.config()
-                .nodepools
-                .get(&s.pool)
-                .is_some_and(|p| p.contextualize)
-        });
-        let for_other = tenant.id != requester.id;
-        let (tenant, session, nodes) = self
-            .reserve(&tenant, for_other, &specs, needs_context)
-            .await?;
+        let target = session_tenant(requester, tenant_id)?;
+        let needs_context = specs.iter().any(|s| self.contextualizes(Some(&s.pool)));
+        let (tenant, session, nodes) = self.reserve(target, &specs, needs_context).await?;
         // The pools that just lost ready nodes refill at once (duplicates merge in the set).
         let pools: Vec<String> = specs.iter().map(|s| s.pool.clone()).collect();
         if !pools.is_empty() {
@@ -109,56 +130,37 @@ impl Engine {
         })
     }
 
-    /// Who the session is for: the requester, or (admins only) the tenant named.
-    async fn session_tenant(
-        &self,
-        requester: &Tenant,
-        tenant_id: Option<i64>,
-    ) -> Result<Tenant, EngineError> {
-        match tenant_id {
-            None => Ok(requester.clone()),
-            Some(id) if id == requester.id => Ok(requester.clone()),
-            Some(id) if requester.is_admin => {
-                let tenant = store::tenants::by_id(self.db(), id).await?.ok_or_else(|| {
-                    EngineError::Unprocessable(format!("can't find tenant with id {id}"))
-                })?;
-                if !tenant.is_active() {
-                    return Err(EngineError::Unprocessable(format!(
-                        "tenant '{}' isn't active",
-                        tenant.name
-                    )));
-                }
-                Ok(tenant)
-            }
-            Some(_) => Err(EngineError::Forbidden(
-                "can't create session for other tenant".into(),
-            )),
-        }
-    }
-
     /// The one transaction of a request: quota, session row, node claims. Nodes end
     /// `deployed`, or `contextualizing` when some pool of the request pushes SSH keys. The
     /// tenant row is read again under its lock: a retire or a quota change that committed
     /// since authentication counts.
     async fn reserve(
         &self,
-        tenant: &Tenant,
-        for_other: bool,
+        target: Target,
         specs: &[NodesSpec],
         needs_context: bool,
     ) -> Result<(Tenant, Session, Vec<Node>), EngineError> {
         let now = store::now();
         let requested: i64 = specs.iter().map(|s| s.quantity).sum();
         let mut tx = self.db().begin().await?;
-        let tenant = store::tenants::lock_by_id(&mut tx, tenant.id)
-            .await?
-            .filter(Tenant::is_active)
-            .ok_or_else(|| match for_other {
-                true => {
-                    EngineError::Unprocessable(format!("tenant '{}' isn't active", tenant.name))
-                }
-                false => EngineError::Forbidden("Forbidden".into()),
-            })?;
+        let tenant = store::tenants::lock_by_id(&mut tx, target.id).await?;
+        let tenant = match (tenant, target.for_other) {
+            (Some(t), _) if t.is_active() => t,
+            (Some(t), true) => {
+                return Err(EngineError::Unprocessable(format!(
+                    "tenant '{}' isn't active",
+                    t.name
+                )));
+            }
+            (None, true) => {
+                return Err(EngineError::Unprocessable(format!(
+                    "can't find tenant with id {}",
+                    target.id
+                )));
+            }
+            // The requester itself was retired since it authenticated.
+            (_, false) => return Err(EngineError::Forbidden("Forbidden".into())),
+        };
         let effective = self.effective(&tenant);
         // Lifetimes are bounded when set; the fallback only guards against overflow.
         let expires_at = now
@@ -189,12 +191,7 @@ impl Engine {
         };
         let mut nodes = Vec::new();
         for spec in specs {
-            let is_concrete = self
-                .config()
-                .nodepools
-                .get(&spec.pool)
-                .is_some_and(|p| !p.is_abstract);
-            let claimed = if is_concrete {
+            let claimed = if self.concrete_pool(&spec.pool).is_some() {
                 self.claim(&mut tx, session.id, spec, spec.quantity, state, now)
                     .await?
             } else {
@@ -251,12 +248,10 @@ impl Engine {
         let mut pending = nodes;
         while !pending.is_empty() {
             let results = futures::future::join_all(pending.iter().map(|node| async {
-                let contextualize = node
-                    .pool
-                    .as_deref()
-                    .and_then(|p| self.config().nodepools.get(p))
-                    .is_some_and(|p| p.contextualize);
-                match (contextualize, node.ipaddr.as_deref()) {
+                match (
+                    self.contextualizes(node.pool.as_deref()),
+                    node.ipaddr.as_deref(),
+                ) {
                     (false, _) => Ok(()),
                     (true, Some(ip)) => {
                         self.contextualizer.contextualize(ip, &tenant.ssh_key).await
@@ -356,12 +351,10 @@ impl Engine {
     /// error to answer with.
     async fn undo_session(&self, session_id: i64, contextualized: Vec<Node>) -> EngineError {
         let cleanups = futures::future::join_all(contextualized.iter().map(|node| async {
-            let contextualize = node
-                .pool
-                .as_deref()
-                .and_then(|p| self.config().nodepools.get(p))
-                .is_some_and(|p| p.contextualize);
-            match (contextualize, node.ipaddr.as_deref()) {
+            match (
+                self.contextualizes(node.pool.as_deref()),
+                node.ipaddr.as_deref(),
+            ) {
                 (true, Some(ip)) => self.contextualizer.decontextualize(ip).await.is_ok(),
                 _ => true,
             }
@@ -443,10 +436,9 @@ impl Engine {
         if update.fail_nodes == Some(true) {
             for mut node in store::sessions::nodes_of_tx(&mut tx, id).await? {
                 if node.state == NodeState::Deployed && !node.data.0.contains_key("error") {
-                    node.data.0.insert(
-                        "error".into(),
-                        json!({"failed_at": super::lifecycle::python_isoformat(now), "detail": REPORTED_FAILED}),
-                    );
+                    node.data
+                        .0
+                        .insert("error".into(), error_entry(REPORTED_FAILED, now));
                     store::nodes::save(&mut tx, &node, NodeState::Deployed).await?;
                 }
             }

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use minijinja::{AutoEscape, Environment, context};
+use minijinja::{Environment, context};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -29,8 +29,7 @@ pub struct Noop {
 impl Noop {
     /// Compiles the pool's templates; an error names what does not compile.
     pub fn new(_pool: &str, config: &NoopConfig) -> Result<Self, String> {
-        let mut templates = Environment::new();
-        templates.set_auto_escape_callback(|_| AutoEscape::None);
+        let mut templates = crate::templates::environment();
         templates
             .add_template_owned(HOSTNAME, config.hostname.clone())
             .map_err(|e| format!("mechanism.noop.hostname: {e}"))?;

@@ -265,14 +265,6 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// Which backend the transaction runs on.
-    pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
-        }
-    }
 }
 
 /// The current time as the database stores it: naive UTC, truncated to microseconds so

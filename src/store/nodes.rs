@@ -152,12 +152,6 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<Node>, StoreError> {
     Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
 }
 
-/// One node by id inside a write transaction.
-pub async fn by_id_tx(tx: &mut Tx, id: i64) -> Result<Option<Node>, StoreError> {
-    const SQL: &str = "SELECT * FROM nodes WHERE id = $1";
-    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
-}
-
 /// Every node not retired (failed ones too), in id order: `GET /nodes`.
 pub async fn list_live(db: &Db) -> Result<Vec<Node>, StoreError> {
     const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL ORDER BY id";

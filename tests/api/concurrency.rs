@@ -97,7 +97,7 @@ async fn parallel_retires_and_requests_stay_consistent(backend: Backend) {
     let ids: Vec<i64> = first
         .iter()
         .filter(|a| a.status == 201)
-        .map(|a| a.body["session"]["id"].as_i64().unwrap())
+        .map(|a| a.session_id())
         .collect();
     assert_eq!(ids.len(), 10);
     // retire each twice in parallel and ask for more at the same time

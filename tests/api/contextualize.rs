@@ -63,13 +63,13 @@ nodepools:
       fill-level: 1
 "#;
 
-async fn app_with(backend: Backend, flaky: Arc<Flaky>) -> TestApp {
+async fn app_with(backend: Backend, contextualizer: Arc<dyn Contextualizer>) -> TestApp {
     start_custom(
         TestDb::new(backend).await,
         load_config(CONFIG),
         false,
         true,
-        Some(flaky),
+        Some(contextualizer),
         Vec::new(),
     )
     .await
@@ -205,15 +205,7 @@ impl Contextualizer for Slow {
 
 async fn a_session_retired_during_hand_out_is_not_granted(backend: Backend) {
     let slow = Arc::new(Slow(std::time::Duration::from_millis(600)));
-    let app = start_custom(
-        TestDb::new(backend).await,
-        load_config(CONFIG),
-        false,
-        true,
-        Some(slow),
-        Vec::new(),
-    )
-    .await;
+    let app = app_with(backend, slow).await;
     let request = app.request_session(app.admin_auth(), "ctx", 1);
     let retire = async {
         // the session is visible (its nodes contextualizing) while the keys are pushed
@@ -244,3 +236,38 @@ async fn a_session_retired_during_hand_out_is_not_granted(backend: Backend) {
 }
 
 both_backends!(a_session_retired_during_hand_out_is_not_granted);
+
+async fn a_client_that_hangs_up_leaves_no_half_done_allocation(backend: Backend) {
+    let slow = Arc::new(Slow(std::time::Duration::from_millis(600)));
+    let app = app_with(backend, slow).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(format!("{}/api/v1/sessions", app.address))
+        .basic_auth("admin", Some(&app.admin_key))
+        .json(&json!({"nodes_specs": [{"pool": "ctx", "quantity": 1}]}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up before the answer");
+    // the allocation goes on without its client and ends consistent: a granted session
+    // whose node is deployed, nothing left contextualizing
+    assert!(
+        app.eventually_count(5, "SELECT COUNT(*) FROM nodes WHERE state = 'deployed'", 1)
+            .await,
+        "the hand-out was finished"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM nodes WHERE state = 'contextualizing'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions WHERE retired_at IS NULL")
+            .await,
+        1
+    );
+}
+
+both_backends!(a_client_that_hangs_up_leaves_no_half_done_allocation);

@@ -319,6 +319,13 @@ impl Answer {
     pub fn detail(&self) -> &Value {
         &self.body["detail"]
     }
+
+    /// The id of the session in a session answer.
+    pub fn session_id(&self) -> i64 {
+        self.body["session"]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no session in {}", self.text))
+    }
 }
 
 /// Credentials for a request.
@@ -390,6 +397,16 @@ impl TestApp {
     pub async fn put(&self, path: &str, auth: Auth<'_>, body: &Value) -> Answer {
         self.request(Method::PUT, path, auth, Some(&body.to_string()))
             .await
+    }
+
+    /// Retires a session the way the API's clients do.
+    pub async fn retire(&self, auth: Auth<'_>, sid: i64) -> Answer {
+        self.put(
+            &format!("/api/v1/sessions/{sid}"),
+            auth,
+            &serde_json::json!({"active": false}),
+        )
+        .await
     }
 
     /// Creates a tenant directly through the engine; returns it with its key.

@@ -72,13 +72,8 @@ async fn retired_nodes_are_deprovisioned_and_the_pool_refilled(backend: Backend)
         5,
         "refilled after the hand-out"
     );
-    let sid = a.body["session"]["id"].as_i64().unwrap();
-    app.put(
-        &format!("/api/v1/sessions/{sid}"),
-        app.admin_auth(),
-        &json!({"active": false}),
-    )
-    .await;
+    let sid = a.session_id();
+    app.retire(app.admin_auth(), sid).await;
     let report = app.deprovision().await;
     assert_eq!(report.done, 3);
     assert_eq!(app.levels("pool-a").await["deployed"], 0);
@@ -111,13 +106,8 @@ async fn the_running_service_refills_and_deprovisions_by_itself(backend: Backend
         eventually(10, || async { app.levels("pool-a").await["ready"] == 5 }).await,
         "refilled right after the hand-out"
     );
-    let sid = a.body["session"]["id"].as_i64().unwrap();
-    app.put(
-        &format!("/api/v1/sessions/{sid}"),
-        app.admin_auth(),
-        &json!({"active": false}),
-    )
-    .await;
+    let sid = a.session_id();
+    app.retire(app.admin_auth(), sid).await;
     assert!(
         app.eventually_count(10, "SELECT COUNT(*) FROM nodes WHERE state = 'done'", 4)
             .await,
@@ -147,7 +137,7 @@ async fn sessions_expire_at_their_expiry(backend: Backend) {
         .request_session(Auth::Basic("brief", &key), "pool-a", 1)
         .await;
     assert_eq!(s.status, 201, "{}", s.text);
-    let sid = s.body["session"]["id"].as_i64().unwrap();
+    let sid = s.session_id();
     let expires_at = ts(&s.body["session"]["expires_at"]);
     let path = format!("/api/v1/sessions/{sid}");
     let mut retired_at = None;
@@ -178,7 +168,7 @@ async fn expiry_tick_retires_due_sessions_only(backend: Backend) {
     let app = spawn_app(backend).await;
     let keep = app.request_session(app.admin_auth(), "pool-a", 1).await;
     let due = app.request_session(app.admin_auth(), "pool-a", 1).await;
-    let due_id = due.body["session"]["id"].as_i64().unwrap();
+    let due_id = due.session_id();
     // setting expires_at back to created_at makes it due now
     app.put(
         &format!("/api/v1/sessions/{due_id}"),
@@ -188,7 +178,7 @@ async fn expiry_tick_retires_due_sessions_only(backend: Backend) {
     .await;
     assert_eq!(app.expire().await, vec![due_id]);
     assert_eq!(app.expire().await, Vec::<i64>::new());
-    let keep_id = keep.body["session"]["id"].as_i64().unwrap();
+    let keep_id = keep.session_id();
     let k = app
         .get(&format!("/api/v1/sessions/{keep_id}"), app.admin_auth())
         .await;
@@ -364,13 +354,8 @@ mod deprovisioning {
     async fn nodes_leave_their_pool_when_deprovisioning_starts(backend: Backend) {
         let app = spawn_app(backend).await;
         let a = app.request_session(app.admin_auth(), "pool-b", 2).await;
-        let sid = a.body["session"]["id"].as_i64().unwrap();
-        app.put(
-            &format!("/api/v1/sessions/{sid}"),
-            app.admin_auth(),
-            &json!({"active": false}),
-        )
-        .await;
+        let sid = a.session_id();
+        app.retire(app.admin_auth(), sid).await;
         let runs = app.engine.claim_deprovision().await.unwrap();
         assert_eq!(runs.iter().map(|r| r.nodes.len()).sum::<usize>(), 2);
         assert!(

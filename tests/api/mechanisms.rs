@@ -122,13 +122,8 @@ async fn reusable_machines_cycle_back_to_unused(backend: Backend) {
         .request_session(app.admin_auth(), "metal-aarch64", 1)
         .await;
     assert_eq!(s.status, 201, "{}", s.text);
-    let sid = s.body["session"]["id"].as_i64().unwrap();
-    app.put(
-        &format!("/api/v1/sessions/{sid}"),
-        app.admin_auth(),
-        &json!({"active": false}),
-    )
-    .await;
+    let sid = s.session_id();
+    app.retire(app.admin_auth(), sid).await;
     let report = app.deprovision().await;
     assert_eq!(report.returned, 1);
     let node = app.get("/api/v1/nodes/3", app.admin_auth()).await.body["node"].clone();
@@ -250,13 +245,8 @@ async fn mechanism_results_follow_the_originals_rules(backend: Backend) {
     assert!(node["hostname"].is_string(), "{node}");
     assert_eq!(node["data"]["provision"]["extra"], node["id"]);
     // no deprovisioning step (D#8): the nodes are done
-    let sid = s.body["session"]["id"].as_i64().unwrap();
-    app.put(
-        &format!("/api/v1/sessions/{sid}"),
-        app.admin_auth(),
-        &json!({"active": false}),
-    )
-    .await;
+    let sid = s.session_id();
+    app.retire(app.admin_auth(), sid).await;
     assert_eq!(app.deprovision().await.done, 2);
 
     // a failing deprovisioning run: every node failed
@@ -269,13 +259,8 @@ async fn mechanism_results_follow_the_originals_rules(backend: Backend) {
     )
     .await;
     let s = app.request_session(app.admin_auth(), "scripted", 2).await;
-    let sid = s.body["session"]["id"].as_i64().unwrap();
-    app.put(
-        &format!("/api/v1/sessions/{sid}"),
-        app.admin_auth(),
-        &json!({"active": false}),
-    )
-    .await;
+    let sid = s.session_id();
+    app.retire(app.admin_auth(), sid).await;
     assert_eq!(app.deprovision().await.failed, 2);
     let nodes =
         duffy::store::nodes::in_state(app.engine.db(), duffy::store::nodes::NodeState::Failed)
@@ -295,13 +280,8 @@ async fn mechanism_results_follow_the_originals_rules(backend: Backend) {
     )
     .await;
     let s = app.request_session(app.admin_auth(), "scripted", 2).await;
-    let sid = s.body["session"]["id"].as_i64().unwrap();
-    app.put(
-        &format!("/api/v1/sessions/{sid}"),
-        app.admin_auth(),
-        &json!({"active": false}),
-    )
-    .await;
+    let sid = s.session_id();
+    app.retire(app.admin_auth(), sid).await;
     let report = app.deprovision().await;
     assert_eq!((report.done, report.failed), (1, 1));
     let failed =

@@ -125,6 +125,7 @@ async fn the_readme_walkthrough_works_as_printed() {
     assert_eq!(session["session"]["nodes"].as_array().unwrap().len(), 2);
     assert_eq!(json(3)["session"]["active"], true);
     assert_eq!(json(4)["pool"]["name"], "virt-noop-centos-9s-x86_64");
+    assert_eq!(json(4)["pool"]["levels"]["deployed"], 2);
     let retired = json(5);
     assert_eq!(retired["action"], "put");
     assert_eq!(retired["session"]["active"], false);

@@ -12,10 +12,6 @@ fn ts(v: &Value) -> DateTime<Utc> {
         .to_utc()
 }
 
-fn session_id(a: &Answer) -> i64 {
-    a.body["session"]["id"].as_i64().expect("session id")
-}
-
 async fn a_session_gets_ready_nodes(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, key) = app.tenant("t", None).await;
@@ -304,7 +300,7 @@ async fn sessions_are_shown_to_their_tenant_and_admins(backend: Backend) {
     let a = app
         .request_session(Auth::Basic("alice", &akey), "pool-a", 1)
         .await;
-    let sid = session_id(&a);
+    let sid = a.session_id();
     let b = app
         .request_session(Auth::Basic("bob", &bkey), "pool-a", 1)
         .await;
@@ -375,7 +371,7 @@ async fn retiring_releases_the_nodes(backend: Backend) {
     let a = app
         .request_session(Auth::Basic("t", &key), "pool-a", 2)
         .await;
-    let sid = session_id(&a);
+    let sid = a.session_id();
     let path = format!("/api/v1/sessions/{sid}");
     let r = app
         .put(
@@ -416,10 +412,10 @@ async fn session_updates_check_existence_and_owner(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, akey) = app.tenant("alice", None).await;
     let (_, bkey) = app.tenant("bob", None).await;
-    let sid = session_id(
-        &app.request_session(Auth::Basic("alice", &akey), "pool-a", 1)
-            .await,
-    );
+    let sid = (app
+        .request_session(Auth::Basic("alice", &akey), "pool-a", 1)
+        .await)
+        .session_id();
     // D#3: 404 with or without expires_at
     for body in [json!({"active": false}), json!({"expires_at": "+1h"})] {
         let a = app
@@ -463,7 +459,7 @@ async fn extending_is_clamped(backend: Backend) {
     let (_, key) = app.tenant("t", None).await;
     let auth = Auth::Basic("t", &key);
     let created = app.request_session(auth, "pool-a", 1).await;
-    let sid = session_id(&created);
+    let sid = created.session_id();
     let created_at = ts(&created.body["session"]["created_at"]);
     let path = format!("/api/v1/sessions/{sid}");
     let expiry = |a: &Answer| ts(&a.body["session"]["expires_at"]) - created_at;
@@ -509,7 +505,7 @@ async fn failed_nodes_are_held_and_never_reused(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, key) = app.tenant("t", None).await;
     let auth = Auth::Basic("t", &key);
-    let sid = session_id(&app.request_session(auth, "pool-a", 1).await);
+    let sid = (app.request_session(auth, "pool-a", 1).await).session_id();
     let path = format!("/api/v1/sessions/{sid}");
     let a = app
         .put(
@@ -543,43 +539,37 @@ async fn failed_nodes_are_held_and_never_reused(backend: Backend) {
     assert_eq!(n.body["node"]["state"], "failed");
 }
 
+const TWO_MACHINES: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+nodepools:
+  concrete:
+    metal:
+      mechanism: {type: noop}
+      reuse-nodes: {kind: metal}
+      fill-level: 2
+"#;
+
 async fn the_least_used_ready_node_goes_first(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = crate::helpers::spawn_app_unfilled(backend, TWO_MACHINES).await;
     let auth = app.admin_auth();
-    // use node 1 and 2 once, then release them
-    let first = app.request_session(auth, "pool-b", 2).await;
-    let used: Vec<i64> = first.body["session"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_i64().unwrap())
-        .collect();
-    app.put(
-        &format!("/api/v1/sessions/{}", session_id(&first)),
-        auth,
-        &json!({"active": false}),
-    )
-    .await;
-    app.deprovision().await;
+    for i in 1..=2 {
+        let body = json!({"hostname": format!("m{i}.lab.test"), "ipaddr": format!("192.0.2.{i}"), "data": {"kind": "metal"}});
+        assert_eq!(app.post("/api/v1/nodes", auth, &body).await.status, 201);
+    }
     app.fill().await;
-    // fresh nodes (used_count 0) go before any node used before
-    let next = app.request_session(auth, "pool-a", 1).await;
-    assert_eq!(
-        next.body["session"]["nodes"][0]["data"]["nodes_spec"]["pool"],
-        "pool-a"
-    );
-    let all = app.get("/api/v1/nodes", Auth::None).await;
-    let counts: Vec<(i64, i64)> = all.body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["id"].as_i64().unwrap(), n["used_count"].as_i64().unwrap()))
-        .collect();
-    assert!(
-        counts.iter().all(|(id, _)| !used.contains(id)),
-        "used non-reusable nodes are gone"
-    );
-    assert_eq!(counts.iter().filter(|(_, c)| *c == 1).count(), 1);
+    let node_of = |a: &Answer| a.body["session"]["nodes"][0]["id"].as_i64().unwrap();
+    // equally used: the lower id goes first; then it comes back with one use more
+    let first = app.request_session(auth, "metal", 1).await;
+    assert_eq!(node_of(&first), 1);
+    app.retire(auth, first.session_id()).await;
+    assert_eq!(app.deprovision().await.returned, 1);
+    app.fill().await;
+    assert_eq!(app.levels("metal").await["ready"], 2);
+    // now node 2 (never used) goes before node 1 (used once), against id order
+    let second = app.request_session(auth, "metal", 1).await;
+    assert_eq!(node_of(&second), 2, "{}", second.text);
+    let third = app.request_session(auth, "metal", 1).await;
+    assert_eq!(node_of(&third), 1);
 }
 
 both_backends!(

@@ -242,7 +242,7 @@ async fn retiring_a_tenant_ends_its_sessions(backend: Backend) {
         .request_session(Auth::Basic("t", &key), "pool-a", 1)
         .await;
     assert_eq!(s.status, 201);
-    let sid = s.body["session"]["id"].as_i64().unwrap();
+    let sid = s.session_id();
     let path = format!("/api/v1/tenants/{}", t.id);
 
     let a = app

@@ -1,14 +1,13 @@
 //! `GET /nodes`, `GET /nodes/{id}` and `POST /nodes` (admins register reusable machines).
 
 use bytes::Bytes;
-use serde_json::Map;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::api::error::ApiError;
-use crate::api::validate::{self, Fields};
+use crate::api::validate::{self, FieldError};
 use crate::api::wire::{NodeOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 use crate::store::JsonObject;
@@ -76,18 +75,14 @@ pub async fn create_node(
     ))
 }
 
-fn parse_new_node(body: &[u8]) -> Result<NewNode, ApiError> {
-    let value = validate::parse_json(body)?;
-    let mut errors = Vec::new();
-    let new = Fields::of(&value, vec!["body".into()], &mut errors).and_then(|mut f| {
+fn parse_new_node(body: &[u8]) -> Result<NewNode, Vec<FieldError>> {
+    validate::body_object(body, |f| {
         let hostname = f.required("hostname", validate::non_empty_string);
         let ipaddr = f.required("ipaddr", validate::ip_address);
         let comment = f.optional("comment", validate::string);
         let pool = f.optional("pool", validate::string);
         let reusable = f.optional("reusable", validate::boolean).unwrap_or(true);
-        let data = f
-            .optional("data", validate::object)
-            .unwrap_or_else(Map::new);
+        let data = f.optional("data", validate::object).unwrap_or_default();
         Some(NewNode {
             hostname: hostname?,
             ipaddr: ipaddr?,
@@ -96,9 +91,5 @@ fn parse_new_node(body: &[u8]) -> Result<NewNode, ApiError> {
             reusable,
             data: JsonObject(data),
         })
-    });
-    match new {
-        Some(new) if errors.is_empty() => Ok(new),
-        _ => Err(ApiError::Validation(errors)),
-    }
+    })
 }

@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::api::error::ApiError;
-use crate::api::validate::{self, Fields, Issue};
+use crate::api::validate::{self, FieldError, Fields, Issue};
 use crate::api::wire::{SessionOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 use crate::engine::sessions::{ExpiresAt, NodesSpec, SessionUpdate};
@@ -116,16 +116,7 @@ pub async fn update_session(
     state: State,
 ) -> Result<Response, ApiError> {
     let requester = auth::require(&state, auth.as_deref()).await?;
-    let id = validate::path_id(&id, "id");
-    let update = parse_update(&body);
-    let (id, update) = match (id, update) {
-        (Ok(id), Ok(update)) => (id, update),
-        (id, update) => {
-            let mut errors = id.err().unwrap_or_default();
-            errors.extend(update.err().unwrap_or_default());
-            return Err(ApiError::Validation(errors));
-        }
-    };
+    let (id, update) = validate::both(validate::path_id(&id, "id"), parse_update(&body))?;
     let view = state.engine.update_session(&requester, id, update).await?;
     Ok(json(
         StatusCode::OK,
@@ -134,11 +125,8 @@ pub async fn update_session(
 }
 
 /// `{"tenant_id": int|null?, "nodes_specs": [{"pool": str, "quantity": int>=1}, …]}`.
-fn parse_request(body: &[u8]) -> Result<(Option<i64>, Vec<NodesSpec>), ApiError> {
-    let value = validate::parse_json(body)?;
-    let mut errors = Vec::new();
-    let mut parsed = None;
-    if let Some(mut f) = Fields::of(&value, vec!["body".into()], &mut errors) {
+fn parse_request(body: &[u8]) -> Result<(Option<i64>, Vec<NodesSpec>), Vec<FieldError>> {
+    validate::body_object(body, |f| {
         let tenant_id = f.optional("tenant_id", validate::integer);
         let items = f
             .required("nodes_specs", validate::array)
@@ -155,27 +143,19 @@ fn parse_request(body: &[u8]) -> Result<(Option<i64>, Vec<NodesSpec>), ApiError>
                 }
             }
         }
-        parsed = Some((tenant_id, specs));
-    }
-    match parsed {
-        Some(parsed) if errors.is_empty() => Ok(parsed),
-        _ => Err(ApiError::Validation(errors)),
-    }
+        Some((tenant_id, specs))
+    })
 }
 
 /// `{"active": bool?, "expires_at": datetime | "+1h" | null?, "fail_nodes": bool?}`.
-fn parse_update(body: &[u8]) -> Result<SessionUpdate, Vec<validate::FieldError>> {
-    let value = validate::parse_json(body)?;
-    let mut errors = Vec::new();
-    let update = Fields::of(&value, vec!["body".into()], &mut errors).map(|mut f| SessionUpdate {
-        active: f.optional("active", validate::boolean),
-        expires_at: f.optional("expires_at", expires_at),
-        fail_nodes: f.optional("fail_nodes", validate::boolean),
-    });
-    match update {
-        Some(update) if errors.is_empty() => Ok(update),
-        _ => Err(errors),
-    }
+fn parse_update(body: &[u8]) -> Result<SessionUpdate, Vec<FieldError>> {
+    validate::body_object(body, |f| {
+        Some(SessionUpdate {
+            active: f.optional("active", validate::boolean),
+            expires_at: f.optional("expires_at", expires_at),
+            fail_nodes: f.optional("fail_nodes", validate::boolean),
+        })
+    })
 }
 
 /// A new expiry: a signed duration (`+3h30m`, `-2d`) or a datetime; a datetime with an
@@ -280,9 +260,7 @@ mod tests {
     #[test]
     fn requests_report_every_bad_spec() {
         let body = br#"{"nodes_specs": [{"pool": "a", "quantity": 0}, {"quantity": "x"}, 5]}"#;
-        let Err(ApiError::Validation(errors)) = parse_request(body) else {
-            panic!()
-        };
+        let errors = parse_request(body).unwrap_err();
         let kinds: Vec<_> = errors.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,

@@ -105,16 +105,7 @@ pub async fn update_tenant(
     state: State,
 ) -> Result<Response, ApiError> {
     auth::require_admin(&state, auth.as_deref()).await?;
-    let id = validate::path_id(&id, "id");
-    let change = parse_change(&body);
-    let (id, change) = match (id, change) {
-        (Ok(id), Ok(change)) => (id, change),
-        (id, change) => {
-            let mut errors = id.err().unwrap_or_default();
-            errors.extend(change.err().unwrap_or_default());
-            return Err(ApiError::Validation(errors));
-        }
-    };
+    let (id, change) = validate::both(validate::path_id(&id, "id"), parse_change(&body))?;
     let (tenant, shown) = state.engine.change_tenant(id, change).await?;
     let key = match shown {
         ShownKey::New(key) => Some(key),
@@ -125,10 +116,8 @@ pub async fn update_tenant(
     Ok(json(StatusCode::OK, &envelope("put", "tenant", out)))
 }
 
-fn parse_create(body: &[u8]) -> Result<TenantRequest, ApiError> {
-    let value = validate::parse_json(body)?;
-    let mut errors = Vec::new();
-    let request = Fields::of(&value, vec!["body".into()], &mut errors).and_then(|mut f| {
+fn parse_create(body: &[u8]) -> Result<TenantRequest, Vec<FieldError>> {
+    validate::body_object(body, |f| {
         let name = f.required("name", validate::non_empty_string);
         let ssh_key = f.required("ssh_key", validate::string);
         let is_admin = f.optional("is_admin", validate::boolean).unwrap_or(false);
@@ -143,11 +132,7 @@ fn parse_create(body: &[u8]) -> Result<TenantRequest, ApiError> {
             session_lifetime,
             session_lifetime_max,
         })
-    });
-    match request {
-        Some(request) if errors.is_empty() => Ok(request),
-        _ => Err(ApiError::Validation(errors)),
-    }
+    })
 }
 
 /// Either `{"active": bool}` (retire/unretire) or an update with at least one field. When

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ERROR_PAUSE;
 use crate::config::python_timedelta;
-use crate::engine::lifecycle::{Batch, mark_failed, start_deprovisioning};
+use crate::engine::lifecycle::{Batch, fail_pool_not_found, mark_failed, start_deprovisioning};
 use crate::engine::{Engine, EngineError};
 use crate::store::{self, nodes::NodeState};
 
@@ -171,23 +171,13 @@ impl EnforceDeadlines {
         let mut taken_back = Vec::new();
         for mut node in store::nodes::stuck(&mut tx, NodeState::Contextualizing, before).await? {
             store::sessions::retire_holding(&mut tx, node.id, now).await?;
-            let pool = node.pool.clone().filter(|p| {
-                self.engine
-                    .config()
-                    .nodepools
-                    .get(p)
-                    .is_some_and(|p| !p.is_abstract)
-            });
-            match &pool {
+            let pool = node
+                .pool
+                .clone()
+                .filter(|p| self.engine.concrete_pool(p).is_some());
+            match pool {
                 Some(_) => start_deprovisioning(&mut node, now),
-                None => {
-                    let missing = node.pool.take().unwrap_or_default();
-                    mark_failed(
-                        &mut node,
-                        &format!("deprovisioning node failed, pool '{missing}' not found"),
-                        now,
-                    );
-                }
+                None => fail_pool_not_found(&mut node, now),
             }
             if store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await? {
                 tracing::warn!(
