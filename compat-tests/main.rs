@@ -12,4 +12,11 @@
 
 mod harness;
 
+mod inventory;
+mod keys;
+mod node_done;
+mod node_get;
+mod raw_http;
+mod retry;
 mod setup;
+mod wrapper;

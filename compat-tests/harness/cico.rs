@@ -17,6 +17,24 @@ use tokio::process::Command;
 
 use super::venv::cico_venv;
 
+/// The 14 inventory columns cico prints, in order.
+pub const COLUMNS: [&str; 14] = [
+    "host_id",
+    "hostname",
+    "ip_address",
+    "chassis",
+    "used_count",
+    "current_state",
+    "comment",
+    "distro",
+    "rel",
+    "centos_version",
+    "architecture",
+    "node_pool",
+    "console_port",
+    "flavor",
+];
+
 /// How long a client may run before it is killed.
 const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -175,9 +193,32 @@ impl Output {
         self.stdout.lines().collect()
     }
 
+    /// Stdout of `-f value` split into lines of space-separated fields.
+    pub fn fields(&self) -> Vec<Vec<&str>> {
+        self.stdout
+            .lines()
+            .map(|l| l.split(' ').collect())
+            .collect()
+    }
+
     /// Stdout as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
+    }
+
+    /// The rows `-f json` printed, each checked to have the 14 inventory columns in order.
+    pub fn rows(&self) -> Vec<Value> {
+        let rows = self.json().as_array().expect("a JSON list").clone();
+        for row in &rows {
+            let keys: Vec<&str> = row
+                .as_object()
+                .expect("a row object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(keys, COLUMNS, "{self}");
+        }
+        rows
     }
 }
 

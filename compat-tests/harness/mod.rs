@@ -5,8 +5,8 @@ pub mod cico;
 pub mod server;
 pub mod venv;
 
-pub use cico::{Cico, Output};
-pub use server::{Backend, Duffy, Tenant, postgres_url};
+pub use cico::Cico;
+pub use server::{Backend, Duffy, Tenant, hostnames, postgres_url};
 
 /// Whether `DUFFY_SKIP_REAL_CLIENTS` asks to skip the compat tests; says so when it does.
 pub fn skipped() -> bool {

@@ -120,6 +120,26 @@ pub struct Tenant {
     pub key: String,
 }
 
+/// A raw v2 answer.
+#[derive(Debug)]
+pub struct Raw {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Content-Type` header.
+    pub content_type: String,
+    /// The body.
+    pub text: String,
+}
+
+impl Raw {
+    /// Status and body parsed as JSON (as `json.loads` would); panics if it is not JSON.
+    pub fn json(&self) -> (u16, Value) {
+        let body =
+            serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"));
+        (self.status, body)
+    }
+}
+
 /// A running server process; killed when dropped.
 struct Server {
     name: &'static str,
@@ -164,7 +184,16 @@ impl Duffy {
                 let server = Server::start(
                     "serve --legacy",
                     dir.path(),
-                    &["-c", &cfg, "serve", "--legacy", "-H", "127.0.0.1", "-p", "0"],
+                    &[
+                        "-c",
+                        &cfg,
+                        "serve",
+                        "--legacy",
+                        "-H",
+                        "127.0.0.1",
+                        "-p",
+                        "0",
+                    ],
                 )
                 .await;
                 let port = server.port;
@@ -266,6 +295,29 @@ impl Duffy {
         stdout
     }
 
+    /// A raw `GET` on the v2 layer (`/Node/get?…`), as scripts send it.
+    pub async fn v2_get(&self, path_and_query: &str) -> Raw {
+        let response = self
+            .http
+            .get(format!("{}{path_and_query}", self.legacy_base))
+            .send()
+            .await
+            .expect("v2 request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("v2 body");
+        Raw {
+            status,
+            content_type,
+            text,
+        }
+    }
+
     /// `GET` on the v3 API, anonymously or as `tenant` (Basic auth); the JSON answer.
     pub async fn v3_get(&self, path: &str, tenant: Option<&Tenant>) -> Value {
         let mut request = self.http.get(format!("{}/api/v1{path}", self.v3_base));
@@ -303,7 +355,9 @@ impl Duffy {
     /// How many nodes of `pool` are ready.
     pub async fn ready(&self, pool: &str) -> i64 {
         let body = self.v3_get(&format!("/pools/{pool}"), None).await;
-        body["pool"]["levels"]["ready"].as_i64().expect("ready level")
+        body["pool"]["levels"]["ready"]
+            .as_i64()
+            .expect("ready level")
     }
 
     /// Waits (bounded) until each pool has at least the given number of ready nodes.
@@ -328,6 +382,18 @@ impl Duffy {
     pub async fn wait_filled(&self) {
         self.wait_ready(INSTANT_POOLS).await;
     }
+}
+
+/// The hostnames of a v3 session's nodes, sorted.
+pub fn hostnames(session: &Value) -> Vec<String> {
+    let mut names: Vec<String> = session["nodes"]
+        .as_array()
+        .expect("session nodes")
+        .iter()
+        .map(|n| n["hostname"].as_str().expect("node hostname").to_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 impl Drop for Duffy {

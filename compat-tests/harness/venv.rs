@@ -99,7 +99,12 @@ fn install(venv: &Path) -> Result<(), String> {
     }
     // Short network bounds: an unreachable index should fail in about a minute, not ten.
     let installed = run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--disable-pip-version-check", "--no-input", "--quiet"])
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+        ])
         .args(["--timeout", "20", "--retries", "2"])
         .args(REQUIREMENTS));
     if let Err(e) = installed {
