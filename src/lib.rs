@@ -16,9 +16,11 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod contextualize;
 pub mod engine;
+pub mod legacy;
 pub mod mechanisms;
 pub mod store;
 pub mod templates;
