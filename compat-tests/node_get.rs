@@ -152,8 +152,9 @@ async fn an_architecture_maps_to_its_pool(backend: Backend) {
     out.assert_ok();
     let fields = out.fields();
     assert_eq!(fields.len(), 1, "{out}");
-    assert_eq!(fields[0][1], "c8-aarch64-tiny", "{out}");
-    let session = only_session(&duffy, &tenant, fields[0][2]).await;
+    // cliff prints the selected columns in the table's order: hostname, comment, node_pool.
+    assert_eq!(fields[0][2], "c8-aarch64-tiny", "{out}");
+    let session = only_session(&duffy, &tenant, fields[0][1]).await;
     assert_eq!(hostnames(&session), [fields[0][0]]);
     assert_eq!(session["nodes"][0]["pool"], "c8-aarch64-tiny");
 }
