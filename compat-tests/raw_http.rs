@@ -113,6 +113,9 @@ async fn the_centos_ci_scripts_flow(backend: Backend) {
 
 #[test]
 fn fqdn_syntax() {
+    if crate::harness::skipped() {
+        return;
+    }
     assert!(is_fqdn("c7-x86-64-1.ci.test"));
     assert!(is_fqdn("n1.crusty.ci.centos.org"));
     assert!(!is_fqdn("localhost"));
