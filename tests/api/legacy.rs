@@ -59,7 +59,7 @@ fn hosts(a: &Answer) -> Vec<String> {
     serde_json::from_value(a.body["hosts"].clone()).unwrap_or_else(|_| panic!("{}", a.text))
 }
 
-fn ssid(a: &Answer) -> String {
+fn ssid_in(a: &Answer) -> String {
     a.body["ssid"]
         .as_str()
         .unwrap_or_else(|| panic!("ssid is a string: {}", a.text))
@@ -75,7 +75,7 @@ async fn a_v2_job_gets_lists_and_returns_nodes(backend: Backend) {
     )
     .await;
     let hosts = hosts(&got);
-    let ssid = ssid(&got);
+    let ssid = ssid_in(&got);
     assert_eq!(hosts.len(), 2);
     assert!(
         hosts.iter().all(|h| h.ends_with(".noop.test")),
@@ -290,7 +290,7 @@ async fn failed_nodes_are_never_handed_out_again(backend: Backend) {
     let (_, key) = app.tenant("job", None).await;
     let got = v2(&app, &format!("/Node/get?key={key}&ver=8-stream&count=2")).await;
     let failed: HashSet<String> = hosts(&got).into_iter().collect();
-    let ssid = ssid(&got);
+    let ssid = ssid_in(&got);
     is_json(
         &v2(&app, &format!("/Node/fail?key={key}&ssid={ssid}")).await,
         200,
@@ -332,7 +332,7 @@ async fn failed_nodes_are_never_handed_out_again(backend: Backend) {
         assert_eq!(host, "m3.lab.test");
         v2(
             &app,
-            &format!("/Node/done?key={key}&ssid={}", ssid(&got)),
+            &format!("/Node/done?key={key}&ssid={}", ssid_in(&got)),
         )
         .await;
         app.deprovision().await;
