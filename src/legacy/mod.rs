@@ -217,3 +217,6 @@ async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String) -> Respo
 pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: CancellationToken) {
     crate::api::serve(listener, routes(legacy), shutdown).await;
 }
+
+#[cfg(test)]
+mod tests;
