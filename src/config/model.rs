@@ -320,7 +320,8 @@ pub enum MechanismConfig {
 /// Settings of the `noop` mechanism (`config.md` §5).
 #[derive(Debug, Clone)]
 pub struct NoopConfig {
-    /// Hostname template with `pool` and `id`, default `{{ pool }}-{{ id }}.noop.test`.
+    /// Hostname template with `pool` and `id`, default `{{ pool | replace('_', '-') }}-{{ id }}.noop.test`
+    /// (pool names such as `…-x86_64` hold underscores, which hostnames may not).
     pub hostname: String,
     /// IP address template; `None` derives a loopback address from the node id.
     pub ipaddr: Option<String>,

@@ -20,7 +20,7 @@ use super::model::{
 };
 
 /// The `noop` hostname template when none is configured.
-pub const DEFAULT_NOOP_HOSTNAME: &str = "{{ pool }}-{{ id }}.noop.test";
+pub const DEFAULT_NOOP_HOSTNAME: &str = "{{ pool | replace('_', '-') }}-{{ id }}.noop.test";
 
 /// Checks that a Jinja template compiles, so syntax errors surface at startup, not mid-fill.
 pub(crate) fn check_template(source: &str) -> Result<(), String> {

@@ -17,17 +17,17 @@ use crate::client::{ClientError, NodesSpec, SessionUpdate};
 /// existence and fill level, then the allocation.
 pub async fn get(legacy: &Legacy, params: Params) -> Result<Response, V2Error> {
     let key = params.key.ok_or(V2Error::InvalidKey)?;
-    let count = count(params.count.as_deref())?;
+    let (count, written) = count(params.count.as_deref())?;
     let wanted = Wanted::new(params.ver, params.arch, params.flavor);
     let no_pool = || V2Error::AllocationFailed(format!("no pool for {}", wanted.describe()));
     let pool = legacy.poolmap.resolve(&wanted).ok_or_else(no_pool)?;
     let auth = legacy.auth(&key);
     let fill_level = legacy.fill_level(&auth, &pool).await?.ok_or_else(no_pool)?;
-    if let Some(max) = fill_level
-        && count > max
-    {
+    // A pool without a fill level is bounded by the largest quantity v3 accepts.
+    let max = fill_level.unwrap_or(MAX_QUANTITY);
+    if count > max {
         return Err(V2Error::AllocationFailed(format!(
-            "count={count} exceeds the maximum of {max} for pool {pool}"
+            "count={written} exceeds the maximum of {max} for pool {pool}"
         )));
     }
     let spec = NodesSpec {
@@ -115,14 +115,24 @@ async fn change(
     Ok(json_reply(StatusCode::OK, &"Done"))
 }
 
-/// `count` (default 1) as a positive integer.
-fn count(text: Option<&str>) -> Result<i64, V2Error> {
-    let Some(text) = text else { return Ok(1) };
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| V2Error::AllocationFailed("count must be an integer >= 1".into()))
+/// The largest `quantity` the v3 API takes.
+const MAX_QUANTITY: i64 = i32::MAX as i64;
+
+/// `count` (default 1) as a positive integer, with its text for messages; digits too many
+/// for an `i64` are a count above every maximum, not a malformed one.
+fn count(text: Option<&str>) -> Result<(i64, String), V2Error> {
+    let Some(text) = text.map(str::trim) else {
+        return Ok((1, "1".into()));
+    };
+    let invalid = || V2Error::AllocationFailed("count must be an integer >= 1".into());
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let n = text.parse::<i64>().unwrap_or(i64::MAX);
+    if n < 1 {
+        return Err(invalid());
+    }
+    Ok((n, text.trim_start_matches('0').to_owned()))
 }
 
 /// A v3 session id in decimal; v2-era ids such as `578e1a0b` are not.
@@ -139,10 +149,14 @@ mod tests {
 
     #[test]
     fn counts() {
-        assert_eq!(count(None).unwrap(), 1);
-        assert_eq!(count(Some("3")).unwrap(), 3);
-        assert_eq!(count(Some(" 2 ")).unwrap(), 2);
-        for bad in ["0", "-1", "abc", "1.5", "99999999999999999999", ""] {
+        assert_eq!(count(None).unwrap(), (1, "1".into()));
+        assert_eq!(count(Some("3")).unwrap(), (3, "3".into()));
+        assert_eq!(count(Some(" 02 ")).unwrap(), (2, "2".into()));
+        assert_eq!(
+            count(Some("99999999999999999999")).unwrap(),
+            (i64::MAX, "99999999999999999999".into())
+        );
+        for bad in ["0", "000", "-1", "+1", "abc", "1.5", ""] {
             assert!(
                 matches!(count(Some(bad)), Err(V2Error::AllocationFailed(m)) if m == "count must be an integer >= 1"),
                 "{bad}"

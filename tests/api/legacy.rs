@@ -193,6 +193,11 @@ async fn v2_failures_have_their_v2_answers(backend: Backend) {
         200,
         failed("count=6 exceeds the maximum of 5 for pool virt"),
     );
+    is_json(
+        &get(format!("key={key}&ver=9-stream&count=99999999999999999999")).await,
+        200,
+        failed("count=99999999999999999999 exceeds the maximum of 5 for pool virt"),
+    );
     // `i_count` is the old spelling of `count`; `count` wins when both are given.
     assert_eq!(
         hosts(&get(format!("key={key}&ver=9-stream&i_count=3")).await).len(),
