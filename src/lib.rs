@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod contextualize;
 pub mod engine;
+pub mod legacy;
 pub mod mechanisms;
 pub mod store;
 pub mod templates;
