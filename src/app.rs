@@ -1,7 +1,7 @@
 //! Putting the service together: database, engine, background jobs and the API, on a
 //! listener the caller bound (tests bind port 0), until a cancellation token fires.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use warp::Filter;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::contextualize::Ssh;
 use crate::engine::jobs::{EnforceDeadlines, Jobs};
 use crate::engine::{self, Engine, EngineError};
+use crate::legacy::{self, Legacy};
 use crate::mechanisms::{self, Mechanisms};
 use crate::store::{Db, StoreError};
 use crate::{api, store};
@@ -36,6 +38,12 @@ pub enum AppError {
     /// Start-up reconciliation failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The v2 layer cannot be set up from `metaclient.*`.
+    #[error(transparent)]
+    Legacy(#[from] legacy::SetupError),
+    /// The listener's address cannot be read.
+    #[error("cannot read the listening address: {0}")]
+    Listener(#[from] std::io::Error),
 }
 
 /// Choices the command line (or a test) makes about a running service.
@@ -45,6 +53,8 @@ pub struct AppOptions {
     pub background_jobs: bool,
     /// How long shutdown waits for mechanism runs.
     pub shutdown_grace: Duration,
+    /// Also serve the v2 endpoints (`duffy serve --legacy`).
+    pub legacy: bool,
 }
 
 impl Default for AppOptions {
@@ -52,6 +62,7 @@ impl Default for AppOptions {
         AppOptions {
             background_jobs: true,
             shutdown_grace: SHUTDOWN_GRACE,
+            legacy: false,
         }
     }
 }
@@ -61,6 +72,7 @@ pub struct App {
     engine: Arc<Engine>,
     listener: TcpListener,
     options: AppOptions,
+    legacy: Option<Arc<Legacy>>,
 }
 
 /// Where Duffy keeps its files when the configuration does not say:
@@ -108,13 +120,35 @@ pub fn build_engine(config: Arc<Config>, db: Db) -> Result<Engine, AppError> {
 }
 
 impl App {
-    /// Assembles the service on `listener`.
-    pub fn new(engine: Arc<Engine>, listener: TcpListener, options: AppOptions) -> App {
-        App {
+    /// Assembles the service on `listener`. With `options.legacy`, the v2 layer forwards
+    /// to `metaclient.dest`, by default to this very listener.
+    pub fn new(
+        engine: Arc<Engine>,
+        listener: TcpListener,
+        options: AppOptions,
+    ) -> Result<App, AppError> {
+        let legacy = if options.legacy {
+            let metaclient = &engine.config().metaclient;
+            let base = match &metaclient.dest {
+                Some(dest) => dest.trim_end_matches('/').to_owned(),
+                None => format!("http://{}", loopback(listener.local_addr()?)),
+            };
+            let legacy = Legacy::new(metaclient, &format!("{base}/api/v1"))?;
+            Some(Arc::new(legacy))
+        } else {
+            None
+        };
+        Ok(App {
             engine,
             listener,
             options,
-        }
+            legacy,
+        })
+    }
+
+    /// The v3 URL the v2 layer forwards to, when it is served.
+    pub fn legacy_dest(&self) -> Option<&str> {
+        self.legacy.as_deref().map(Legacy::api_url)
     }
 
     /// The engine, for tests and for the first-admin set-up.
@@ -143,14 +177,14 @@ impl App {
         } else {
             None
         };
-        api::serve(
-            self.listener,
-            api::State {
-                engine: self.engine.clone(),
-            },
-            shutdown,
-        )
-        .await;
+        let v3 = api::v1_routes(api::State {
+            engine: self.engine.clone(),
+        });
+        let routes = match self.legacy {
+            Some(legacy) => v3.or(legacy::routes(legacy)).unify().boxed(),
+            None => v3,
+        };
+        api::serve(self.listener, routes, shutdown).await;
         tracing::info!("API stopped; stopping background jobs");
         if let Some(jobs) = jobs {
             jobs.shutdown(self.options.shutdown_grace).await;
@@ -159,6 +193,16 @@ impl App {
         self.engine.db().close().await;
         tracing::info!("database closed; duffy stopped");
         Ok(())
+    }
+}
+
+/// The address a client on this machine reaches `addr` at: a wildcard bind is reached on
+/// loopback.
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod contextualize;
 pub mod engine;

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::{Buf, Filter};
@@ -40,22 +41,40 @@ pub fn routes(
     state: State,
 ) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
-    let v1 = warp::path("api").and(warp::path("v1")).and(
-        v1::sessions::routes(state.clone())
-            .or(v1::pools::routes(state.clone()))
-            .unify()
-            .or(v1::nodes::routes(state.clone()))
-            .unify()
-            .or(v1::tenants::routes(state))
-            .unify(),
-    );
+    wrap(v1_routes(state))
+}
+
+/// The routes under `/api/v1`, without the cross-cutting parts (see [`wrap`]).
+pub fn v1_routes(state: State) -> BoxedFilter<(Response,)> {
+    warp::path("api")
+        .and(warp::path("v1"))
+        .and(
+            v1::sessions::routes(state.clone())
+                .or(v1::pools::routes(state.clone()))
+                .unify()
+                .or(v1::nodes::routes(state.clone()))
+                .unify()
+                .or(v1::tenants::routes(state))
+                .unify(),
+        )
+        .boxed()
+}
+
+/// Adds what every response of ours has to a set of routes: an `X-Request-Id`, the access
+/// log (path only: v2 keys travel in query strings and are never logged), and the one
+/// [`error::recover`] for unknown paths and wrong methods. The v2 layer is served through
+/// it as well, alone or beside the v3 routes.
+pub fn wrap(
+    routes: BoxedFilter<(Response,)>,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
     warp::any()
         .map(|| {
             let id = uuid::Uuid::new_v4();
             tracing::Span::current().record("request_id", tracing::field::display(id));
             id
         })
-        .and(v1.recover(error::recover).unify())
+        .and(routes.recover(error::recover).unify())
         .map(|id: uuid::Uuid, mut response: Response| {
             if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
                 response.headers_mut().insert("x-request-id", value);
@@ -84,9 +103,14 @@ pub fn routes(
         }))
 }
 
-/// Serves the API on `listener` until `shutdown` fires, then finishes open requests.
-pub async fn serve(listener: TcpListener, state: State, shutdown: CancellationToken) {
-    warp::serve(routes(state))
+/// Serves `routes` (see [`wrap`]) on `listener` until `shutdown` fires, then finishes open
+/// requests.
+pub async fn serve(
+    listener: TcpListener,
+    routes: BoxedFilter<(Response,)>,
+    shutdown: CancellationToken,
+) {
+    warp::serve(wrap(routes))
         .incoming(listener)
         .graceful(shutdown.cancelled_owned())
         .run()

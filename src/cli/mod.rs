@@ -48,6 +48,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the API and the background jobs.
     Serve(serve::ServeArgs),
+    /// Serve the legacy v2 API alone, forwarding to a v3 server.
+    ServeLegacy(serve::ServeLegacyArgs),
     /// Create or upgrade the database schema (also done by `serve` at start).
     Migrate,
     /// Check or print the merged configuration.
@@ -94,13 +96,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let level = cli.loglevel.unwrap_or(loaded.config.app.loglevel);
+    let configured = match command {
+        Command::ServeLegacy(_) => loaded.config.metaclient.loglevel,
+        _ => loaded.config.app.loglevel,
+    };
+    let level = cli.loglevel.unwrap_or(configured);
     init_tracing(level);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
     match command {
         Command::Serve(args) => serve::run(args, loaded, level).await,
+        Command::ServeLegacy(args) => serve::run_legacy(args, loaded, level).await,
         Command::Migrate => serve::migrate(&loaded).await,
         Command::Config { command } => config_cmd::run(command, &loaded),
         Command::Admin { command } => admin::run(command, loaded).await,

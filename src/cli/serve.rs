@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App, AppOptions};
 use crate::config::{LoadedConfig, LogLevel};
+use crate::legacy::{self, Legacy};
 
 /// `duffy serve [-H HOST] [-p PORT] [--legacy]`
 #[derive(Debug, Args)]
@@ -29,17 +30,7 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
     let embedded = loaded.embedded;
     let config = Arc::new(loaded.config);
     let host = args.host.unwrap_or_else(|| config.app.host.clone());
-    // The original clamps the port into 1..=65535; 0 (any free port) is ours, for tests.
-    let port = match args.port {
-        None => config.app.port,
-        Some(0) => 0,
-        Some(p) => u16::try_from(p.clamp(1, 65535)).unwrap_or(u16::MAX),
-    };
-    if args.legacy {
-        tracing::warn!(
-            "--legacy: the v2 endpoints are not part of this build yet; serving the v3 API only"
-        );
-    }
+    let port = port_or(args.port, config.app.port);
     let db = match app::open_database(&config).await {
         Ok(db) => db,
         Err(e) => return super::report_error("cannot open the database", e),
@@ -52,13 +43,23 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Ok(l) => l,
         Err(e) => return super::report_error(&format!("cannot listen on {host}:{port}"), e),
     };
-    let app = App::new(engine, listener, AppOptions::default());
+    let options = AppOptions {
+        legacy: args.legacy,
+        ..AppOptions::default()
+    };
+    let app = match App::new(engine, listener, options) {
+        Ok(app) => app,
+        Err(e) => return super::report_error("cannot start", e),
+    };
     let port = app.local_addr().map_or(port, |a| a.port());
     println!(" * Starting Duffy...");
     println!(" * Host address : {host}");
     println!(" * Port number  : {port}");
     println!(" * Log level    : {}", level.as_str());
     println!(" * Serving API on http://{host}:{port}/api/v1");
+    if let Some(dest) = app.legacy_dest() {
+        println!(" * Serving the legacy v2 API on http://{host}:{port}/ (forwarding to {dest})");
+    }
     // With a real configuration, admins come from `duffy admin create-tenant --is-admin`.
     if embedded {
         match app::ensure_first_admin(app.engine()).await {
@@ -73,6 +74,66 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => super::report_error("duffy stopped", e),
     }
+}
+
+/// The port to bind: the original clamps it into 1..=65535; 0 (any free port) is ours, for
+/// tests.
+fn port_or(given: Option<i64>, configured: u16) -> u16 {
+    match given {
+        None => configured,
+        Some(0) => 0,
+        Some(p) => u16::try_from(p.clamp(1, 65535)).unwrap_or(u16::MAX),
+    }
+}
+
+/// `duffy serve-legacy [-H HOST] [-p PORT] [-D URL]`
+#[derive(Debug, Args)]
+pub struct ServeLegacyArgs {
+    /// Address to listen on (default: metaclient.host).
+    #[arg(short = 'H', long = "host")]
+    pub host: Option<String>,
+    /// Port to listen on (default: metaclient.port; clamped to 1..65535; 0 picks a free
+    /// port).
+    #[arg(short = 'p', long = "port", allow_negative_numbers = true)]
+    pub port: Option<i64>,
+    /// The v3 server's base URL, without /api/v1 (default: metaclient.dest, else
+    /// http://127.0.0.1:8080).
+    #[arg(short = 'D', long = "dest", value_name = "URL")]
+    pub dest: Option<String>,
+}
+
+/// The original metaclient's default destination.
+pub const DEFAULT_DEST: &str = "http://127.0.0.1:8080";
+
+/// Runs the v2 translation layer alone, forwarding to a v3 server, until Ctrl-C or SIGTERM.
+pub async fn run_legacy(args: ServeLegacyArgs, loaded: LoadedConfig, level: LogLevel) -> ExitCode {
+    let metaclient = &loaded.config.metaclient;
+    let host = args.host.unwrap_or_else(|| metaclient.host.clone());
+    let port = port_or(args.port, metaclient.port);
+    let dest = args
+        .dest
+        .or_else(|| metaclient.dest.clone())
+        .unwrap_or_else(|| DEFAULT_DEST.to_owned());
+    let api_url = format!("{}/api/v1", dest.trim_end_matches('/'));
+    let legacy = match Legacy::new(metaclient, &api_url) {
+        Ok(legacy) => Arc::new(legacy),
+        Err(e) => return super::report_error("cannot start", e),
+    };
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) => return super::report_error(&format!("cannot listen on {host}:{port}"), e),
+    };
+    let port = listener.local_addr().map_or(port, |a| a.port());
+    println!(" * Starting Duffy Metaclient for Legacy Support...");
+    println!(" * Host address : {host}");
+    println!(" * Port number  : {port}");
+    println!(" * Destination address : {dest}");
+    println!(" * Log level    : {}", level.as_str());
+    println!(" * Serving the legacy v2 API on http://{host}:{port}/");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    legacy::serve(listener, legacy, shutdown).await;
+    ExitCode::SUCCESS
 }
 
 /// Shows the first admin's key once and keeps a copy readable only by the user.

@@ -1,4 +1,223 @@
-//! The legacy v2 API (`/Node/get`, `/Node/done`, `/Node/fail`, `/Inventory`) and the
-//! harness that replays recorded v2 traffic against a server to prove a migration safe.
+//! The Duffy v2 API for old CI jobs: `/Node/get`, `/Node/done`, `/Node/fail`, `/Inventory`.
+//!
+//! A translation layer: it parses the v2 query, maps `ver`/`arch`/`flavor` onto a v3 pool
+//! ([`poolmap`]), calls the v3 API over HTTP with the typed [`crate::client`], and renders
+//! the answer the way v2 clients parse it ([`answer`]). It never touches the engine or the
+//! database, so it runs the same inside `duffy serve --legacy` (pointed at the server
+//! itself) and standalone in `duffy serve-legacy`. It keeps no state a restart could lose:
+//! every answer is derived from v3 answers. The contract is `legacy-v2.md` §5.
 
+pub mod answer;
+pub mod inventory;
+pub mod node;
+pub mod poolmap;
+pub mod query;
 pub mod replay;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use minijinja::Environment;
+use reqwest::StatusCode as V3Status;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use crate::client::{Auth, Client, ClientError};
+use crate::config::MetaclientConfig;
+use answer::{V2Error, reply};
+use poolmap::{PoolMap, PoolMapError};
+
+/// How long a pool's fill level is remembered. Pools change only when the v3 server is
+/// reconfigured and restarted, and the fill level is public (anonymous `GET /pools`), so a
+/// stale entry can at worst delay a new pool or limit by this long; it never decides who
+/// may do what.
+pub const POOL_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The v2 layer cannot be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The v3 URL is unusable.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A poolmap entry is broken.
+    #[error(transparent)]
+    PoolMap(#[from] PoolMapError),
+    /// `mangle_hostname` is not a valid template.
+    #[error("metaclient.mangle_hostname: invalid template: {0}")]
+    Mangle(String),
+    /// `fail-hold` or `timeout` is out of range.
+    #[error("metaclient.{0}: must be between 1 second and 100 years")]
+    Duration(&'static str),
+}
+
+/// The translation layer: what every v2 request needs.
+pub struct Legacy {
+    client: Client,
+    usermap: HashMap<String, String>,
+    poolmap: PoolMap,
+    mangle: Option<Environment<'static>>,
+    fail_hold: TimeDelta,
+    /// Pool name → fill level (`None` inside: the pool is not filled), for
+    /// [`POOL_CACHE_TTL`]; unknown pools are remembered as absent just as long.
+    pools: moka::future::Cache<String, Option<Option<i64>>>,
+}
+
+const MANGLE: &str = "mangle_hostname";
+
+impl Legacy {
+    /// Builds the layer from `metaclient.*`, talking to the v3 API at `api_url`
+    /// (e.g. `http://127.0.0.1:8080/api/v1`).
+    pub fn new(config: &MetaclientConfig, api_url: &str) -> Result<Legacy, SetupError> {
+        let timeout = positive(config.timeout, "timeout")?;
+        positive(config.fail_hold, "fail-hold")?;
+        let mangle = match &config.mangle_hostname {
+            None => None,
+            Some(template) => {
+                let mut env = crate::templates::environment();
+                env.add_template_owned(MANGLE, template.clone())
+                    .map_err(|e| SetupError::Mangle(e.to_string()))?;
+                Some(env)
+            }
+        };
+        Ok(Legacy {
+            client: Client::new(api_url, timeout)?,
+            usermap: config.usermap.iter().cloned().collect(),
+            poolmap: PoolMap::new(&config.poolmap)?,
+            mangle,
+            fail_hold: config.fail_hold,
+            pools: moka::future::Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(POOL_CACHE_TTL)
+                .build(),
+        })
+    }
+
+    /// The v3 API this layer forwards to.
+    pub fn api_url(&self) -> &str {
+        self.client.api_url().as_str()
+    }
+
+    /// Credentials for a v2 key: Basic with the `usermap` name when listed (the original's
+    /// way, needed for tenants whose keys are bcrypt hashes), else Bearer, which the v3 API
+    /// resolves by the key alone.
+    fn auth(&self, key: &str) -> Auth {
+        let secret = SecretString::from(key.to_owned());
+        match self.usermap.get(key) {
+            Some(name) => Auth::Basic {
+                name: name.clone(),
+                key: secret,
+            },
+            None => Auth::Bearer(secret),
+        }
+    }
+
+    /// The pool's fill level: `None` when the pool is unknown or abstract, `Some(None)` when
+    /// it exists but is not filled.
+    async fn fill_level(&self, auth: &Auth, pool: &str) -> Result<Option<Option<i64>>, V2Error> {
+        let lookup = async {
+            match self.client.show_pool(auth, pool).await {
+                Ok(p) => Ok(Some(p.fill_level)),
+                Err(ClientError::Api {
+                    status: V3Status::NOT_FOUND | V3Status::UNPROCESSABLE_ENTITY,
+                    ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.pools
+            .try_get_with(pool.to_owned(), lookup)
+            .await
+            .map_err(|e| match Arc::unwrap_or_clone(e) {
+                ClientError::Api {
+                    status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
+                    ..
+                } => V2Error::InvalidKey,
+                other => V2Error::Unavailable(other),
+            })
+    }
+
+    /// An inventory hostname through `mangle_hostname` (`legacy-v2.md` §5 k).
+    fn mangle(&self, hostname: &str) -> String {
+        let Some(env) = &self.mangle else {
+            return hostname.to_owned();
+        };
+        match env
+            .get_template(MANGLE)
+            .and_then(|t| t.render(minijinja::context! { hostname }))
+        {
+            Ok(mangled) => mangled,
+            Err(e) => {
+                tracing::warn!(error = %e, "metaclient.mangle_hostname failed; hostname kept: {e}");
+                hostname.to_owned()
+            }
+        }
+    }
+}
+
+fn positive(value: TimeDelta, key: &'static str) -> Result<Duration, SetupError> {
+    value
+        .to_std()
+        .ok()
+        .filter(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(100 * 366 * 86_400))
+        .ok_or(SetupError::Duration(key))
+}
+
+/// The four v2 endpoints.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    NodeGet,
+    NodeDone,
+    NodeFail,
+    Inventory,
+}
+
+/// The v2 routes; anything else is rejected for the caller's `recover` (404/405).
+pub fn routes(legacy: Arc<Legacy>) -> BoxedFilter<(Response,)> {
+    let route = |path: BoxedFilter<()>, endpoint: Endpoint| {
+        let legacy = legacy.clone();
+        path.and(warp::get())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .then(move |query: String| handle(legacy.clone(), endpoint, query))
+    };
+    route(warp::path!("Node" / "get").boxed(), Endpoint::NodeGet)
+        .or(route(
+            warp::path!("Node" / "done").boxed(),
+            Endpoint::NodeDone,
+        ))
+        .unify()
+        .or(route(
+            warp::path!("Node" / "fail").boxed(),
+            Endpoint::NodeFail,
+        ))
+        .unify()
+        .or(route(warp::path!("Inventory").boxed(), Endpoint::Inventory))
+        .unify()
+        .boxed()
+}
+
+async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String) -> Response {
+    let result = match query::parse(&query) {
+        Err(e) => Err(e.into()),
+        Ok(params) => match endpoint {
+            Endpoint::NodeGet => node::get(&legacy, params).await,
+            Endpoint::NodeDone => node::done(&legacy, params).await,
+            Endpoint::NodeFail => node::fail(&legacy, params).await,
+            Endpoint::Inventory => inventory::inventory(&legacy, params).await,
+        },
+    };
+    reply(result)
+}
+
+/// Serves the v2 routes alone on `listener` until `shutdown` fires (`duffy serve-legacy`).
+pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: CancellationToken) {
+    crate::api::serve(listener, routes(legacy), shutdown).await;
+}
+
+#[cfg(test)]
+mod tests;

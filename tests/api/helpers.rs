@@ -280,9 +280,11 @@ pub async fn start_custom(
         listener,
         AppOptions {
             background_jobs,
+            legacy: true,
             ..AppOptions::default()
         },
-    );
+    )
+    .expect("app");
     let token = CancellationToken::new();
     let handle = tokio::spawn({
         let token = token.clone();

@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod contextualize;
 mod jobs;
+mod legacy;
 mod mechanisms;
 mod nodes;
 mod pools;

@@ -1,0 +1,380 @@
+//! The typed client of the v3 API, over HTTP.
+//!
+//! The legacy v2 layer speaks to the v3 API only through this module (also when it runs
+//! inside `duffy serve --legacy`), so it never touches the engine or the database and
+//! behaves the same in-process and standalone. One [`Client`] holds one connection pool,
+//! and every call is bounded by the timeout given at construction.
+
+pub mod wire;
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use wire::{Node, NodesSpec, Pool, Session, SessionNode, SessionUpdate, TenantRef};
+
+/// How much of an unreadable answer is kept for the error message.
+const EXCERPT: usize = 200;
+
+/// Why a v3 call did not give the answer asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The API URL cannot be used.
+    #[error("invalid Duffy API URL '{url}': {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No answer within the client's timeout.
+    #[error("the Duffy API did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed, or the answer could not be read off the wire.
+    #[error("cannot reach the Duffy API: {0}")]
+    Unreachable(String),
+    /// The API answered with an error status; `detail` is its `detail` text.
+    #[error("the Duffy API answered {status}: {detail}")]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The `detail` of the error envelope (JSON text when it is not a string).
+        detail: String,
+    },
+    /// The API answered with a success status but not with the expected JSON.
+    #[error("unreadable answer from the Duffy API ({status}): {reason}")]
+    Unreadable {
+        /// The HTTP status.
+        status: StatusCode,
+        /// What did not fit.
+        reason: String,
+    },
+}
+
+/// Who a call is made as.
+#[derive(Clone)]
+pub enum Auth {
+    /// No credentials (anonymous reads).
+    Anonymous,
+    /// HTTP Basic with the tenant name and its API key, as the original clients send.
+    Basic {
+        /// Tenant name.
+        name: String,
+        /// API key.
+        key: SecretString,
+    },
+    /// `Authorization: Bearer <key>`: the server finds the tenant by the key alone.
+    Bearer(SecretString),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Anonymous => f.write_str("Anonymous"),
+            Auth::Basic { name, .. } => write!(f, "Basic({name}, ***)"),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+impl Auth {
+    fn header(&self) -> Option<HeaderValue> {
+        use base64::Engine as _;
+        let text = match self {
+            Auth::Anonymous => return None,
+            Auth::Basic { name, key } => {
+                let pair = format!("{name}:{}", key.expose_secret());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+            Auth::Bearer(key) => format!("Bearer {}", key.expose_secret()),
+        };
+        // A key with a control character cannot be sent; the server would refuse it anyway.
+        let mut value = HeaderValue::from_str(&text).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+/// A v3 API client: one connection pool, a bounded time per call.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    api: Url,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the API rooted at `api_url` (e.g. `http://127.0.0.1:8080/api/v1`).
+    pub fn new(api_url: &str, timeout: Duration) -> Result<Client, ClientError> {
+        let bad = |reason: &str| ClientError::BadUrl {
+            url: api_url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut api = Url::parse(api_url).map_err(|e| bad(&e.to_string()))?;
+        match api.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(bad(
+                    "https is not supported by this build; put the API behind a loopback http address",
+                ));
+            }
+            _ => return Err(bad("the scheme must be http")),
+        }
+        if api.cannot_be_a_base() || api.host_str().is_none() {
+            return Err(bad("no host"));
+        }
+        // Joining relative paths keeps the last segment only when the path ends in '/'.
+        if !api.path().ends_with('/') {
+            api.set_path(&format!("{}/", api.path()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("duffy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(Client { http, api, timeout })
+    }
+
+    /// The API root this client talks to (ends in `/`).
+    pub fn api_url(&self) -> &Url {
+        &self.api
+    }
+
+    /// `GET /pools/{name}`.
+    pub async fn show_pool(&self, auth: &Auth, name: &str) -> Result<Pool, ClientError> {
+        let url = self.url(&["pools", name])?;
+        self.call(Method::GET, url, auth, None::<&()>, StatusCode::OK, "pool")
+            .await
+    }
+
+    /// `GET /pools`.
+    pub async fn list_pools(&self, auth: &Auth) -> Result<Vec<Pool>, ClientError> {
+        let url = self.url(&["pools"])?;
+        self.call(Method::GET, url, auth, None::<&()>, StatusCode::OK, "pools")
+            .await
+    }
+
+    /// `GET /sessions`: the tenant's active sessions (all of them for admins and anonymous
+    /// readers).
+    pub async fn list_sessions(&self, auth: &Auth) -> Result<Vec<Session>, ClientError> {
+        let url = self.url(&["sessions"])?;
+        self.call(
+            Method::GET,
+            url,
+            auth,
+            None::<&()>,
+            StatusCode::OK,
+            "sessions",
+        )
+        .await
+    }
+
+    /// `GET /sessions/{id}`.
+    pub async fn show_session(&self, auth: &Auth, id: i64) -> Result<Session, ClientError> {
+        let url = self.url(&["sessions", &id.to_string()])?;
+        self.call(
+            Method::GET,
+            url,
+            auth,
+            None::<&()>,
+            StatusCode::OK,
+            "session",
+        )
+        .await
+    }
+
+    /// `POST /sessions`: asks for nodes.
+    pub async fn request_session(
+        &self,
+        auth: &Auth,
+        specs: &[NodesSpec],
+    ) -> Result<Session, ClientError> {
+        let url = self.url(&["sessions"])?;
+        let body = serde_json::json!({ "nodes_specs": specs });
+        self.call(
+            Method::POST,
+            url,
+            auth,
+            Some(&body),
+            StatusCode::CREATED,
+            "session",
+        )
+        .await
+    }
+
+    /// `PUT /sessions/{id}`: retires, extends or marks a session's nodes failed.
+    pub async fn update_session(
+        &self,
+        auth: &Auth,
+        id: i64,
+        update: &SessionUpdate,
+    ) -> Result<Session, ClientError> {
+        let url = self.url(&["sessions", &id.to_string()])?;
+        self.call(
+            Method::PUT,
+            url,
+            auth,
+            Some(update),
+            StatusCode::OK,
+            "session",
+        )
+        .await
+    }
+
+    /// `GET /nodes`: every live node.
+    pub async fn list_nodes(&self, auth: &Auth) -> Result<Vec<Node>, ClientError> {
+        let url = self.url(&["nodes"])?;
+        self.call(Method::GET, url, auth, None::<&()>, StatusCode::OK, "nodes")
+            .await
+    }
+
+    /// The URL of a resource below the API root; each segment is percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
+        let mut url = self.api.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| ClientError::BadUrl {
+                url: self.api.to_string(),
+                reason: "no host".into(),
+            })?;
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        Ok(url)
+    }
+
+    /// Sends one request and decodes `envelope[field]` from a `want` answer.
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        auth: &Auth,
+        body: Option<&B>,
+        want: StatusCode,
+        field: &str,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.request(method, url);
+        if let Some(value) = auth.header() {
+            request = request.header(AUTHORIZATION, value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        if status != want {
+            return Err(ClientError::Api {
+                status,
+                detail: detail_of(&bytes),
+            });
+        }
+        let unreadable = |reason: String| ClientError::Unreadable { status, reason };
+        let mut envelope: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        let value = envelope
+            .remove(field)
+            .ok_or_else(|| unreadable(format!("no '{field}' in the answer")))?;
+        serde_json::from_value(value).map_err(|e| unreadable(format!("'{field}': {e}")))
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout(self.timeout)
+        } else {
+            ClientError::Unreachable(error_chain(&e))
+        }
+    }
+}
+
+/// The `detail` of an error answer: the string itself, other JSON as text, or an excerpt of
+/// a body that is not JSON (a proxy's error page).
+fn detail_of(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(mut map)) => match map.remove("detail") {
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => serde_json::Value::Object(map).to_string(),
+        },
+        Ok(other) => other.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes)
+            .chars()
+            .take(EXCERPT)
+            .collect(),
+    }
+}
+
+/// An error with its causes, which reqwest keeps out of its own `Display`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_the_api_prefix_and_encode_segments() {
+        let c = Client::new("http://127.0.0.1:1/api/v1", Duration::from_secs(1)).unwrap();
+        assert_eq!(c.api_url().as_str(), "http://127.0.0.1:1/api/v1/");
+        assert_eq!(
+            c.url(&["pools", "a b/c"]).unwrap().as_str(),
+            "http://127.0.0.1:1/api/v1/pools/a%20b%2Fc"
+        );
+        let c = Client::new("http://h:2/x/api/v1/", Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            c.url(&["sessions", "4"]).unwrap().as_str(),
+            "http://h:2/x/api/v1/sessions/4"
+        );
+    }
+
+    #[test]
+    fn unusable_urls_are_refused() {
+        for url in ["", "127.0.0.1:8080", "ftp://h/api/v1", "https://h/api/v1"] {
+            assert!(
+                matches!(
+                    Client::new(url, Duration::from_secs(1)),
+                    Err(ClientError::BadUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn details_come_from_the_envelope_or_the_raw_body() {
+        assert_eq!(detail_of(br#"{"detail":"Not Found"}"#), "Not Found");
+        assert_eq!(
+            detail_of(br#"{"detail":[{"loc":["x"]}]}"#),
+            r#"[{"loc":["x"]}]"#
+        );
+        assert_eq!(
+            detail_of(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn keys_stay_out_of_debug_output() {
+        let auth = Auth::Basic {
+            name: "t".into(),
+            key: SecretString::from("secret-key"),
+        };
+        assert!(!format!("{auth:?}").contains("secret-key"));
+        assert!(auth.header().unwrap().is_sensitive());
+    }
+}

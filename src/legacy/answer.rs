@@ -1,0 +1,98 @@
+//! The v2 answers: bodies, content types and statuses of `legacy-v2.md` §5, in one place.
+//!
+//! v2 clients mostly ignore the status and look at the body: a JSON object or array is
+//! data, a JSON string is a hard failure, and a body that is not JSON at all makes `cico`
+//! and the old scripts retry. Each [`V2Error`] is chosen for what it makes them do.
+
+use serde::Serialize;
+use serde_json::json;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+
+use crate::client::ClientError;
+
+/// The text that makes `cico node get` and scripts wait and retry, as v2 sent it.
+pub const INSUFFICIENT: &str = "Insufficient Nodes in READY State";
+/// The text answered when the v3 API cannot be asked; not JSON, so clients retry.
+pub const UNAVAILABLE: &str = "Duffy API unavailable";
+
+/// Everything a v2 handler can answer instead of a success.
+#[derive(Debug, thiserror::Error)]
+pub enum V2Error {
+    /// No key, an unknown key, a retired tenant, or another tenant's session.
+    #[error("Invalid duffy key")]
+    InvalidKey,
+    /// No ssid, one that is not a v3 session id, or an unknown one.
+    #[error("Invalid session ID")]
+    InvalidSession,
+    /// Not enough ready nodes right now: retry later.
+    #[error("{INSUFFICIENT}")]
+    Insufficient,
+    /// The request cannot succeed as asked (quota, no pool, bad count): do not retry.
+    #[error("Failed to allocate nodes: {0}")]
+    AllocationFailed(String),
+    /// `/Node/done` or `/Node/fail` on a session already retired.
+    #[error("Session not in Prod")]
+    NotInProd,
+    /// The v3 API did not give a usable answer; logged, answered with [`UNAVAILABLE`].
+    #[error("the Duffy API gave no usable answer: {0}")]
+    Unavailable(#[source] ClientError),
+    /// The query string cannot be read at all.
+    #[error(transparent)]
+    MalformedQuery(#[from] super::query::QueryError),
+}
+
+impl V2Error {
+    /// The HTTP status of each error: the legacy layer's only such mapping.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            V2Error::InvalidKey | V2Error::InvalidSession => StatusCode::FORBIDDEN,
+            V2Error::Insufficient | V2Error::AllocationFailed(_) | V2Error::NotInProd => {
+                StatusCode::OK
+            }
+            V2Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            V2Error::MalformedQuery(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Renders the error in its v2 shape; an unavailable API is logged here, once.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            V2Error::InvalidKey
+            | V2Error::InvalidSession
+            | V2Error::NotInProd
+            | V2Error::MalformedQuery(_) => json_reply(status, &json!({"msg": self.to_string()})),
+            V2Error::AllocationFailed(_) => json_reply(status, &self.to_string()),
+            V2Error::Insufficient => text_reply(status, INSUFFICIENT),
+            V2Error::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "v2 request failed: {cause}");
+                let mut response = text_reply(status, UNAVAILABLE);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+                response
+            }
+        }
+    }
+}
+
+/// A JSON answer.
+pub fn json_reply(status: StatusCode, value: &impl Serialize) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+/// A plain-text answer.
+pub fn text_reply(status: StatusCode, text: &'static str) -> Response {
+    let mut response = warp::reply::with_status(text.to_owned(), status).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Renders a handler's result.
+pub fn reply(result: Result<Response, V2Error>) -> Response {
+    result.unwrap_or_else(V2Error::into_response)
+}

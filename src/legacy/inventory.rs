@@ -1,0 +1,232 @@
+//! `/Inventory`: the key's nodes as `[hostname, ssid]` pairs, or every node as a 14-column
+//! row (`legacy-v2.md` §5 f).
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode as V3Status;
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::Legacy;
+use super::answer::{V2Error, json_reply};
+use super::query::Params;
+use crate::client::{Auth, ClientError, Node, Session};
+use crate::engine::sessions::REPORTED_FAILED;
+
+/// `/Inventory?key=K` or, without a key, `/Inventory`.
+pub async fn inventory(legacy: &Legacy, params: Params) -> Result<Response, V2Error> {
+    let rows = match params.key {
+        Some(key) => {
+            let sessions = legacy
+                .client
+                .list_sessions(&legacy.auth(&key))
+                .await
+                .map_err(refused)?;
+            keyed_rows(sessions, |h| legacy.mangle(h))
+        }
+        None => {
+            let (nodes, sessions) = tokio::try_join!(
+                legacy.client.list_nodes(&Auth::Anonymous),
+                legacy.client.list_sessions(&Auth::Anonymous),
+            )
+            .map_err(refused)?;
+            full_rows(nodes, &sessions, |h| legacy.mangle(h))
+        }
+    };
+    Ok(json_reply(StatusCode::OK, &rows))
+}
+
+/// 401/403 from v3 mean an unknown key (or anonymous reads switched off).
+fn refused(e: ClientError) -> V2Error {
+    match e {
+        ClientError::Api {
+            status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
+            ..
+        } => V2Error::InvalidKey,
+        other => V2Error::Unavailable(other),
+    }
+}
+
+/// One `[hostname, "ssid"]` pair per node of the active sessions, by session then node id.
+pub fn keyed_rows(mut sessions: Vec<Session>, mangle: impl Fn(&str) -> String) -> Vec<Value> {
+    sessions.retain(|s| s.active);
+    sessions.sort_by_key(|s| s.id);
+    let mut rows = Vec::new();
+    for mut session in sessions {
+        session.nodes.sort_by_key(|n| n.id);
+        let ssid = session.id.to_string();
+        for node in session.nodes {
+            if let Some(hostname) = node.hostname.as_deref() {
+                rows.push(json!([mangle(hostname), ssid]));
+            }
+        }
+    }
+    rows
+}
+
+/// One 14-column row per known node with a hostname, one per hostname, by node id.
+pub fn full_rows(
+    nodes: Vec<Node>,
+    sessions: &[Session],
+    mangle: impl Fn(&str) -> String,
+) -> Vec<Value> {
+    let ssid_of: HashMap<i64, String> = sessions
+        .iter()
+        .filter(|s| s.active)
+        .flat_map(|s| s.nodes.iter().map(|n| (n.id, s.id.to_string())))
+        .collect();
+    // Several nodes can share a hostname (a failed node and its replacement): keep the one
+    // in an active session, else one not failed, else the newest.
+    let mut chosen: HashMap<String, Node> = HashMap::new();
+    let rank = |n: &Node| (ssid_of.contains_key(&n.id), n.state != "failed", n.id);
+    for node in nodes {
+        let Some(hostname) = node.hostname.clone() else {
+            continue;
+        };
+        if node.state == "done" {
+            continue;
+        }
+        match chosen.get(&hostname) {
+            Some(kept) if rank(kept) >= rank(&node) => {}
+            _ => {
+                chosen.insert(hostname, node);
+            }
+        }
+    }
+    let mut kept: Vec<Node> = chosen.into_values().collect();
+    kept.sort_by_key(|n| n.id);
+    kept.iter()
+        .map(|n| {
+            json!([
+                n.id,
+                mangle(n.hostname.as_deref().unwrap_or_default()),
+                n.ipaddr,
+                null,
+                n.used_count,
+                v2_state(n),
+                ssid_of.get(&n.id),
+                null,
+                null,
+                null,
+                null,
+                n.pool,
+                null,
+                null
+            ])
+        })
+        .collect()
+}
+
+/// The v2 name of a node's state; a node reported failed by its tenant shows `Fail`.
+fn v2_state(node: &Node) -> &str {
+    let reported_failed = node
+        .data
+        .get("error")
+        .and_then(|e| e.get("detail"))
+        .and_then(Value::as_str)
+        == Some(REPORTED_FAILED);
+    match node.state.as_str() {
+        "unused" => "Active",
+        "provisioning" => "Provisioning",
+        "ready" => "Ready",
+        "contextualizing" => "Contextualizing",
+        "deployed" if reported_failed => "Fail",
+        "deployed" => "Deployed",
+        "deprovisioning" => "Deprovision",
+        "failed" => "Fail",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: i64, hostname: Option<&str>, state: &str) -> Node {
+        serde_json::from_value(json!({
+            "id": id, "hostname": hostname, "ipaddr": format!("10.0.0.{id}"),
+            "pool": "p", "state": state, "used_count": id, "data": {}
+        }))
+        .unwrap()
+    }
+
+    fn session(id: i64, active: bool, nodes: &[(i64, &str)]) -> Session {
+        serde_json::from_value(json!({
+            "id": id, "active": active, "tenant": {"id": 1, "name": "t"},
+            "nodes": nodes.iter().map(|(i, h)| json!({"id": i, "hostname": h})).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    }
+
+    fn short(h: &str) -> String {
+        h.replace(".example.test", ".ex")
+    }
+
+    #[test]
+    fn full_rows_have_fourteen_columns_and_the_ssid_as_text() {
+        let nodes = vec![
+            node(2, Some("b.example.test"), "deployed"),
+            node(1, Some("a.example.test"), "ready"),
+            node(3, None, "provisioning"),
+            node(4, Some("d.example.test"), "done"),
+        ];
+        let rows = full_rows(nodes, &[session(7, true, &[(2, "b.example.test")])], short);
+        assert_eq!(
+            serde_json::to_string(&rows).unwrap(),
+            concat!(
+                r#"[[1,"a.ex","10.0.0.1",null,1,"Ready",null,null,null,null,null,"p",null,null],"#,
+                r#"[2,"b.ex","10.0.0.2",null,2,"Deployed","7",null,null,null,null,"p",null,null]]"#
+            )
+        );
+    }
+
+    #[test]
+    fn one_row_per_hostname() {
+        let nodes = vec![
+            node(1, Some("a.example.test"), "failed"),
+            node(2, Some("a.example.test"), "ready"),
+            node(3, Some("b.example.test"), "deployed"),
+            node(4, Some("b.example.test"), "ready"),
+            node(5, Some("c.example.test"), "failed"),
+            node(6, Some("c.example.test"), "failed"),
+        ];
+        let rows = full_rows(nodes, &[session(9, true, &[(3, "b.example.test")])], short);
+        let ids: Vec<i64> = rows.iter().map(|r| r[0].as_i64().unwrap()).collect();
+        assert_eq!(ids, [2, 3, 6]);
+    }
+
+    #[test]
+    fn states_in_v2_words() {
+        let mut failed = node(1, Some("a"), "deployed");
+        failed.data = json!({"error": {"detail": REPORTED_FAILED}})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(v2_state(&failed), "Fail");
+        for (v3, v2) in [
+            ("unused", "Active"),
+            ("provisioning", "Provisioning"),
+            ("ready", "Ready"),
+            ("contextualizing", "Contextualizing"),
+            ("deployed", "Deployed"),
+            ("deprovisioning", "Deprovision"),
+            ("failed", "Fail"),
+        ] {
+            assert_eq!(v2_state(&node(1, Some("a"), v3)), v2);
+        }
+    }
+
+    #[test]
+    fn keyed_rows_list_active_sessions_in_order() {
+        let sessions = vec![
+            session(5, true, &[(9, "z.example.test"), (3, "c.example.test")]),
+            session(2, true, &[(4, "d.example.test")]),
+            session(1, false, &[(1, "old.example.test")]),
+        ];
+        assert_eq!(
+            serde_json::to_string(&keyed_rows(sessions, short)).unwrap(),
+            r#"[["d.ex","2"],["c.ex","5"],["z.ex","5"]]"#
+        );
+    }
+}
