@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::config::{self, LoadedConfig};
+use crate::legacy::Legacy;
 
 /// The `config` subcommands.
 #[derive(Debug, Subcommand)]
@@ -28,6 +29,13 @@ pub fn run(command: ConfigCommand, loaded: &LoadedConfig) -> ExitCode {
         }
         ConfigCommand::Check if loaded.sections.is_empty() => println!("Configuration is empty."),
         ConfigCommand::Check => {
+            // The v2 layer compiles its regexes and templates only when it starts; check them
+            // here too, so a typo shows before `serve --legacy` or `serve-legacy` meets it.
+            let probe = format!("{}/api/v1", super::serve::DEFAULT_DEST);
+            if let Err(e) = Legacy::new(&loaded.config.metaclient, &probe) {
+                eprintln!("Error: {e}");
+                return ExitCode::FAILURE;
+            }
             println!("OK.");
             println!(
                 "Validated configuration subkeys: {}",

@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// Port to listen on (default: app.port; clamped to 1..65535; 0 picks a free port).
     #[arg(short = 'p', long = "port", allow_negative_numbers = true)]
     pub port: Option<i64>,
-    /// Also serve the legacy v2 endpoints (/Node/get, /Inventory, …) on the same port.
+    /// Also serve the legacy v2 endpoints (/Node/get, /Inventory, …) on the same port
+    /// (always on with the embedded default configuration).
     #[arg(long)]
     pub legacy: bool,
 }
@@ -43,8 +44,9 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Ok(l) => l,
         Err(e) => return super::report_error(&format!("cannot listen on {host}:{port}"), e),
     };
+    // The embedded demo configuration serves old v2 jobs too, as `config.md` promises.
     let options = AppOptions {
-        legacy: args.legacy,
+        legacy: args.legacy || embedded,
         ..AppOptions::default()
     };
     let app = match App::new(engine, listener, options) {

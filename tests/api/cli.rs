@@ -246,6 +246,28 @@ fn config_commands_check_and_dump() {
     );
     let r = duffy(&bad, &["serve"]);
     assert_eq!(r.code, 1, "nothing runs on an invalid configuration");
+
+    // the v2 layer's regexes and templates are checked too
+    std::fs::write(
+        &bad,
+        "metaclient:\n  poolmap:\n    - {ver: '^(7$', pool: p}\n",
+    )
+    .unwrap();
+    let r = duffy(&bad, &["config", "check"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("metaclient.poolmap[0].ver: invalid regular expression '^(7$'"),
+        "{}",
+        r.stderr
+    );
+    let r = duffy(&bad, &["serve-legacy", "-p", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("metaclient.poolmap[0].ver"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -129,5 +129,11 @@ async fn the_readme_walkthrough_works_as_printed() {
     let retired = json(5);
     assert_eq!(retired["action"], "put");
     assert_eq!(retired["session"]["active"], false);
+    // the embedded configuration serves the v2 API on the same port
+    let v2 = json(6);
+    assert_eq!(v2["ssid"], "2", "{v2}");
+    let host = v2["hosts"][0].as_str().unwrap();
+    assert!(host.starts_with("virt-noop-centos-9s-x86_64-"), "{host}");
+    assert_eq!(json(7), serde_json::json!([[host, "2"]]));
     server.kill().await.ok();
 }

@@ -1,0 +1,46 @@
+//! The compat harness: the cached cico virtualenv ([`venv`]), our server processes
+//! ([`server`]) and isolated, bounded client runs ([`cico`]).
+
+pub mod cico;
+pub mod server;
+pub mod venv;
+
+pub use cico::Cico;
+pub use server::{Backend, Duffy, Tenant, hostnames, postgres_url};
+
+/// Whether `DUFFY_SKIP_REAL_CLIENTS` asks to skip the compat tests; says so when it does.
+pub fn skipped() -> bool {
+    let skip = std::env::var("DUFFY_SKIP_REAL_CLIENTS").is_ok_and(|v| !v.is_empty() && v != "0");
+    if skip {
+        eprintln!("DUFFY_SKIP_REAL_CLIENTS is set: compat test skipped");
+    }
+    skip
+}
+
+/// Runs each scenario on SQLite (`serve --legacy`) and, when `DUFFY_TEST_POSTGRES_URL` is
+/// set, on PostgreSQL (`serve` + `serve-legacy`): `mod NAME { fn sqlite(); fn postgres(); }`.
+#[macro_export]
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if $crate::harness::skipped() {
+                    return;
+                }
+                super::$name($crate::harness::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::harness::skipped() {
+                    return;
+                }
+                if $crate::harness::postgres_url().is_none() {
+                    eprintln!("DUFFY_TEST_POSTGRES_URL is not set: PostgreSQL variant skipped");
+                    return;
+                }
+                super::$name($crate::harness::Backend::Postgres).await
+            }
+        }
+    )*};
+}
