@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config_cmd;
+pub mod replay;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Replay recorded v2 traffic against a running server and report incompatibilities.
+    Replay(replay::ReplayArgs),
 }
 
 fn parse_loglevel(s: &str) -> Result<LogLevel, String> {
@@ -81,6 +84,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         let _ = Cli::command().print_help();
         return ExitCode::from(2);
     };
+    // Replay only speaks HTTP to a server: a missing or broken local configuration must
+    // not stop it, so it runs before the configuration is loaded.
+    if let Command::Replay(args) = command {
+        return replay::run(args).await;
+    }
     let loaded = match config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -103,6 +111,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => serve::migrate(&loaded).await,
         Command::Config { command } => config_cmd::run(command, &loaded),
         Command::Admin { command } => admin::run(command, loaded).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod node;
 pub mod poolmap;
 pub mod query;
+pub mod replay;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ mod mechanisms;
 mod nodes;
 mod pools;
 mod readme;
+mod replay;
 mod robustness;
 mod routes;
 mod sessions;
