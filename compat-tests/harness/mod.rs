@@ -2,7 +2,9 @@
 //! ([`server`]) and isolated, bounded client runs ([`cico`]).
 
 pub mod cico;
-pub mod server;
+#[path = "../../tests/common/pg.rs"]
+mod pg;
+mod server;
 pub mod venv;
 
 pub use cico::Cico;

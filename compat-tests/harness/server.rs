@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::Connection;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -24,12 +23,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// The PostgreSQL URL tests create their databases in, if any.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("DUFFY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-}
+use super::pg::PgDatabase;
+pub use super::pg::postgres_url;
 
 /// The SSH key every test tenant gets (noop pools never use it).
 const SSH_KEY: &str = "ssh-ed25519 AAAA x";
@@ -456,62 +451,5 @@ impl Server {
             port,
             log,
         }
-    }
-}
-
-/// A PostgreSQL database of the test's own inside `DUFFY_TEST_POSTGRES_URL`, dropped with it.
-struct PgDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let admin = postgres_url().expect("DUFFY_TEST_POSTGRES_URL");
-        let name = format!("duffy_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to DUFFY_TEST_POSTGRES_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        conn.close().await.ok();
-        // The same server and options, another database name.
-        let (base, query) = admin
-            .split_once('?')
-            .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-        let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
-        let url = match query {
-            Some(q) => format!("{prefix}/{name}?{q}"),
-            None => format!("{prefix}/{name}"),
-        };
-        PgDatabase { admin, name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let admin = std::mem::take(&mut self.admin);
-        let name = std::mem::take(&mut self.name);
-        // Drop cannot await: do it on a runtime of its own. FORCE ends the killed servers'
-        // connections.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .ok()
-            })
-        })
-        .join();
     }
 }

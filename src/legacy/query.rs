@@ -1,9 +1,13 @@
-//! The v2 query string, parsed with serde_qs the way v2's Flask read it.
+//! The v2 query string, parsed with serde_qs the way v2's Flask (werkzeug) read it.
 //!
 //! Every parameter is read as text and checked by the handler, so a bad value gets the
-//! v2-shaped answer of `legacy-v2.md` §5 rather than a parser's error. A repeated
-//! parameter takes its first value; an empty value counts as absent (`flavor=`).
+//! v2-shaped answer of `legacy-v2.md` §5 rather than a parser's error. As in werkzeug:
+//! a repeated parameter takes its first value, `name[x]` is just another (ignored) name,
+//! and bytes that do not decode to UTF-8 are replaced rather than refused. An empty value
+//! is a value (`count=` is not a count), except for `key` (§5 c) and `flavor`, where empty
+//! means absent.
 
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 
 /// What the query string says, before defaults.
@@ -23,16 +27,17 @@ pub struct Params {
     pub ssid: Option<String>,
 }
 
-/// The query string is not one serde_qs can read (e.g. `count[a]=1`, or bytes that do not
-/// decode to UTF-8).
+/// The query string cannot be read at all (kept for safety: with the settings below
+/// serde_qs accepts every string seen so far).
 #[derive(Debug, thiserror::Error)]
 #[error("malformed query string: {0}")]
 pub struct QueryError(String);
 
-/// Every value of each parameter we read, in order; unknown parameters are ignored.
+/// Every value of each parameter we read, in order. serde_qs leaves a sequence empty for
+/// a parameter given once with an empty value, so [`Last`] is read beside it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Raw {
+struct All {
     key: Vec<String>,
     ver: Vec<String>,
     arch: Vec<String>,
@@ -42,20 +47,67 @@ struct Raw {
     ssid: Vec<String>,
 }
 
+/// The last value of each parameter, empty ones included.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Last {
+    key: Option<String>,
+    ver: Option<String>,
+    arch: Option<String>,
+    flavor: Option<String>,
+    count: Option<String>,
+    i_count: Option<String>,
+    ssid: Option<String>,
+}
+
 /// Parses a raw query string (without the `?`).
 pub fn parse(query: &str) -> Result<Params, QueryError> {
-    let raw: Raw = serde_qs::Config::new()
+    match parse_utf8(query) {
+        Ok(params) => Ok(params),
+        // Not UTF-8 once decoded: read it again with the bad bytes replaced.
+        Err(_) => parse_utf8(&lossy(query)),
+    }
+}
+
+fn parse_utf8(query: &str) -> Result<Params, QueryError> {
+    // Depth 0: brackets are part of a name, not structure.
+    let config = serde_qs::Config::new().max_depth(0);
+    let all: All = config
         .deserialize_str(query)
         .map_err(|e| QueryError(e.to_string()))?;
-    let first = |values: Vec<String>| values.into_iter().find(|v| !v.is_empty());
+    let last: Last = config
+        .deserialize_str(query)
+        .map_err(|e| QueryError(e.to_string()))?;
+    let first = |all: Vec<String>, last: Option<String>| all.into_iter().next().or(last);
+    let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let count = first(all.count, last.count);
+    let i_count = first(all.i_count, last.i_count);
     Ok(Params {
-        key: first(raw.key),
-        ver: first(raw.ver),
-        arch: first(raw.arch),
-        flavor: first(raw.flavor),
-        count: first(raw.count).or_else(|| first(raw.i_count)),
-        ssid: first(raw.ssid),
+        key: non_empty(first(all.key, last.key)),
+        ver: first(all.ver, last.ver),
+        arch: first(all.arch, last.arch),
+        flavor: non_empty(first(all.flavor, last.flavor)),
+        count: count.or(i_count),
+        ssid: first(all.ssid, last.ssid),
     })
+}
+
+/// The query with every name and value decoded with invalid UTF-8 replaced by U+FFFD and
+/// encoded again, as werkzeug decodes.
+fn lossy(query: &str) -> String {
+    let fix = |part: &str| {
+        let spaced = part.replace('+', " ");
+        let decoded = percent_decode_str(&spaced).decode_utf8_lossy();
+        utf8_percent_encode(&decoded, NON_ALPHANUMERIC).to_string()
+    };
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => format!("{}={}", fix(name), fix(value)),
+            None => fix(pair),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -80,15 +132,30 @@ mod tests {
             parse("i_count=2&count=3").unwrap().count.as_deref(),
             Some("3")
         );
+        assert_eq!(
+            parse("count=&i_count=2").unwrap().count.as_deref(),
+            Some("")
+        );
     }
 
     #[test]
-    fn the_first_of_repeated_values_wins_and_empty_means_absent() {
-        let p = parse("key=a&key=b&count=1&count=2&flavor=").unwrap();
+    fn the_first_of_repeated_values_wins() {
+        let p = parse("key=a&key=b&count=1&count=2").unwrap();
         assert_eq!(p.key.as_deref(), Some("a"));
         assert_eq!(p.count.as_deref(), Some("1"));
-        assert_eq!(p.flavor, None);
-        assert_eq!(parse("key=&key=b").unwrap().key.as_deref(), Some("b"));
+        // An empty first key is no key, whatever follows.
+        assert_eq!(parse("key=&key=b").unwrap().key, None);
+        assert_eq!(parse("count=&count=2").unwrap().count.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn empty_values_are_values_except_key_and_flavor() {
+        let p = parse("key=&flavor=&count=&ver=&ssid=").unwrap();
+        assert_eq!((p.key, p.flavor), (None, None));
+        assert_eq!(p.count.as_deref(), Some(""));
+        assert_eq!(p.ver.as_deref(), Some(""));
+        assert_eq!(p.ssid.as_deref(), Some(""));
+        assert_eq!(parse("key").unwrap().key, None);
     }
 
     #[test]
@@ -98,8 +165,18 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_queries_are_errors_not_panics() {
-        assert!(parse("count[a]=1").is_err());
-        assert!(parse("key=%ff%fe").is_err());
+    fn bytes_that_are_not_utf8_are_replaced() {
+        let p = parse("key=K&ver=%FF%FE&count=2").unwrap();
+        assert_eq!(p.ver.as_deref(), Some("\u{FFFD}\u{FFFD}"));
+        assert_eq!(
+            (p.key.as_deref(), p.count.as_deref()),
+            (Some("K"), Some("2"))
+        );
+    }
+
+    #[test]
+    fn brackets_are_part_of_a_name() {
+        let p = parse("count[a]=1&key[]=x&ssid[0]=3").unwrap();
+        assert_eq!(p, Params::default());
     }
 }

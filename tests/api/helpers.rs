@@ -18,7 +18,6 @@ use duffy::store::tenants::Tenant;
 use duffy::store::{self, Db};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 /// Which database a test runs on.
@@ -28,12 +27,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// The PostgreSQL URL tests create their databases in, if any.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("DUFFY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-}
+use crate::pg::PgDatabase;
+pub use crate::pg::postgres_url;
 
 /// Runs a test body on SQLite and, when configured, on PostgreSQL.
 #[macro_export]
@@ -60,7 +55,7 @@ macro_rules! both_backends {
 pub struct TestDb {
     pub url: DatabaseUrl,
     _dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
+    _postgres: Option<PgDatabase>,
 }
 
 impl TestDb {
@@ -73,58 +68,19 @@ impl TestDb {
                         path: dir.path().join("duffy.db"),
                     },
                     _dir: Some(dir),
-                    postgres: None,
+                    _postgres: None,
                 }
             }
             Backend::Postgres => {
-                let admin = postgres_url().expect("DUFFY_TEST_POSTGRES_URL");
-                let name = format!("duffy_t_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .expect("connect to PostgreSQL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test database");
-                conn.close().await.ok();
-                let (base, query) = admin
-                    .split_once('?')
-                    .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-                let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
-                let url = match query {
-                    Some(q) => format!("{prefix}/{name}?{q}"),
-                    None => format!("{prefix}/{name}"),
-                };
+                let database = PgDatabase::create().await;
                 TestDb {
-                    url: DatabaseUrl::Postgres { url: url.into() },
+                    url: DatabaseUrl::Postgres {
+                        url: database.url.clone().into(),
+                    },
                     _dir: None,
-                    postgres: Some((admin, name)),
+                    _postgres: Some(database),
                 }
             }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.postgres.take() {
-            // Drop cannot await: do it on a runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(async {
-                    let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-                })
-            })
-            .join();
         }
     }
 }

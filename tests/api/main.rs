@@ -7,6 +7,8 @@
 )]
 
 mod helpers;
+#[path = "../common/pg.rs"]
+mod pg;
 
 mod auth;
 mod cli;

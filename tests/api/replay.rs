@@ -10,24 +10,6 @@ use crate::helpers::{Backend, Spawn, TestApp, spawn_app, spawn_app_with};
 const BIN: &str = env!("CARGO_BIN_EXE_duffy");
 const FIXTURES: &str = "fixtures/v2";
 
-/// Records the server under test answers differently from `legacy-v2.md` §5, as
-/// (file, record name). The fixtures follow the contract; each entry here is a reported
-/// server discrepancy, and the test fails as soon as the server gets it right, so that the
-/// entry is removed. With the list empty, the test demands a clean replay (exit 0).
-const KNOWN_SERVER_DISCREPANCIES: &[(&str, &str)] = &[
-    // `count=` is not an integer (§5 b); the server takes an empty value for an absent one.
-    ("20-node-get-failures.jsonl", "empty count"),
-    // Undecodable values are unknown values, answered "no pool" (§5 b, g); the server
-    // answers 400 {"msg": "malformed query string: …"}.
-    ("20-node-get-failures.jsonl", "undecodable ver"),
-    // A repeated parameter takes its first value, here an empty key: the unkeyed
-    // inventory (§5 c, g); the server skips empty values and answers the keyed one.
-    (
-        "50-inventory.jsonl",
-        "repeated key: the first (empty) one wins, unkeyed",
-    ),
-];
-
 struct Run {
     code: i32,
     stdout: String,
@@ -148,41 +130,23 @@ async fn the_v2_fixtures_replay_compatibly(backend: Backend) {
     );
     assert!(!run.stderr.contains(&key), "{}", run.stderr);
     assert!(lines_of(&run, "error").is_empty(), "{out}");
-    let different = lines_of(&run, "different");
-    for line in &different {
-        assert!(
-            KNOWN_SERVER_DISCREPANCIES
-                .iter()
-                .any(|(file, name)| line.contains(&format!("{FIXTURES}/{file}:"))
-                    && line.contains(&format!(" {name}]: "))),
-            "an incompatibility:\n{line}\n\nwhole run:\n{out}"
-        );
-    }
-    assert_eq!(
-        different.len(),
-        KNOWN_SERVER_DISCREPANCIES.len(),
-        "a known discrepancy is gone: remove it from KNOWN_SERVER_DISCREPANCIES\n{out}"
+    assert!(
+        lines_of(&run, "different").is_empty(),
+        "an incompatibility:\n{out}"
     );
-    let n = different.len();
     assert_eq!(
         out.lines().last(),
         Some(
             format!(
-                "replayed {total} requests from {} files: {} compatible, {n} different, 0 errors, 0 skipped",
+                "replayed {total} requests from {} files: {total} compatible, 0 different, 0 errors, 0 skipped",
                 files.len(),
-                total - n
             )
             .as_str()
         ),
         "{out}"
     );
-    assert_eq!(lines_of(&run, "compatible").len(), total - n, "{out}");
-    assert_eq!(
-        run.code,
-        if n == 0 { 0 } else { 1 },
-        "{out}\n{}",
-        run.stderr
-    );
+    assert_eq!(lines_of(&run, "compatible").len(), total, "{out}");
+    assert_eq!(run.code, 0, "{out}\n{}", run.stderr);
 
     // The access log: old ssids map onto the sessions this replay obtained.
     let log = replay(&[
