@@ -1,9 +1,11 @@
 //! Compat tests: the real python-cicoclient 0.4.7 (`cico` CLI and `CicoWrapper`) from PyPI
 //! against our real server binary, on SQLite (`duffy serve --legacy`) and, with
-//! `DUFFY_TEST_POSTGRES_URL`, on PostgreSQL (`duffy serve-legacy` in front of `duffy serve`).
+//! `DUFFY_TEST_POSTGRES_URL`, on PostgreSQL (`duffy serve-legacy` in front of `duffy serve`);
+//! and the original `duffy client` 3.4.0 against our server and against our own client.
 //!
-//! The client is installed once into `.venv-compat/cico` (see `harness::venv`);
-//! `DUFFY_SKIP_REAL_CLIENTS=1` skips every test here. See `compat-tests/README.md`.
+//! The clients are installed once into `.venv-compat/cico` and `.venv-compat/duffy` (see
+//! `harness::venv`); `DUFFY_SKIP_REAL_CLIENTS=1` skips every test here. See
+//! `compat-tests/README.md`.
 
 #![expect(
     clippy::unwrap_used,
@@ -12,6 +14,7 @@
 
 mod harness;
 
+mod client;
 mod inventory;
 mod keys;
 mod node_done;

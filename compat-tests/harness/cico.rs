@@ -134,7 +134,7 @@ impl Cico {
 }
 
 /// Runs `command` to completion within [`CLIENT_LIMIT`].
-async fn execute(mut command: Command, what: &str) -> Output {
+pub(super) async fn execute(mut command: Command, what: &str) -> Output {
     let started = Instant::now();
     let out = tokio::time::timeout(CLIENT_LIMIT, command.output())
         .await

@@ -1,13 +1,15 @@
-//! The compat harness: the cached cico virtualenv ([`venv`]), our server processes
-//! ([`server`]) and isolated, bounded client runs ([`cico`]).
+//! The compat harness: the cached client virtualenvs ([`venv`]), our server processes
+//! ([`server`]) and isolated, bounded client runs ([`cico`], [`client`] for `duffy client`).
 
 pub mod cico;
+pub mod client;
 #[path = "../../tests/common/pg.rs"]
 mod pg;
 mod server;
 pub mod venv;
 
 pub use cico::Cico;
+pub use client::{Cli, ClientHome};
 pub use server::{Backend, Duffy, Tenant, hostnames, postgres_url};
 
 /// Whether `DUFFY_SKIP_REAL_CLIENTS` asks to skip the compat tests; says so when it does.
