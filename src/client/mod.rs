@@ -131,8 +131,6 @@ impl Client {
         if !api.path().ends_with('/') {
             api.set_path(&format!("{}/", api.path()));
         }
-        // One TLS implementation for the process (ring); installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
