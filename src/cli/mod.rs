@@ -1,10 +1,13 @@
-//! The `duffy` command: `serve`, `migrate`, `config`, `admin`.
+//! The `duffy` command: `serve`, `serve-legacy`, `migrate`, `config`, `admin`, `client`,
+//! `replay`.
 //!
 //! The configuration is loaded and validated before any subcommand runs, as the original
 //! does; `main` only parses the arguments and hands over to [`run`].
 
 pub mod admin;
+pub mod client;
 pub mod config_cmd;
+pub mod output;
 pub mod replay;
 pub mod serve;
 
@@ -64,6 +67,8 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Talk to a Duffy server's v3 API (the original client's commands and outputs).
+    Client(client::ClientArgs),
     /// Replay recorded v2 traffic against a running server and report incompatibilities.
     Replay(replay::ReplayArgs),
 }
@@ -111,6 +116,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => serve::migrate(&loaded).await,
         Command::Config { command } => config_cmd::run(command, &loaded),
         Command::Admin { command } => admin::run(command, loaded).await,
+        Command::Client(args) => client::run(args, &loaded).await,
         Command::Replay(args) => replay::run(args).await,
     }
 }

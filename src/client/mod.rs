@@ -2,8 +2,11 @@
 //!
 //! The legacy v2 layer speaks to the v3 API only through this module (also when it runs
 //! inside `duffy serve --legacy`), so it never touches the engine or the database and
-//! behaves the same in-process and standalone. One [`Client`] holds one connection pool,
-//! and every call is bounded by the timeout given at construction.
+//! behaves the same in-process and standalone; the `duffy client` CLI sends its [`Call`]s
+//! through it too, so this is the one place that knows the v3 paths, methods, bodies and
+//! statuses. One [`Client`] holds one connection pool, every call is bounded by the timeout
+//! given at construction, and redirects are never followed (the original client treats
+//! them as errors).
 
 pub mod wire;
 
@@ -118,14 +121,8 @@ impl Client {
             reason: reason.to_owned(),
         };
         let mut api = Url::parse(api_url).map_err(|e| bad(&e.to_string()))?;
-        match api.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(bad(
-                    "https is not supported by this build; put the API behind a loopback http address",
-                ));
-            }
-            _ => return Err(bad("the scheme must be http")),
+        if !matches!(api.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
         }
         if api.cannot_be_a_base() || api.host_str().is_none() {
             return Err(bad("no host"));
@@ -137,6 +134,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("duffy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| bad(&e.to_string()))?;
@@ -236,6 +234,29 @@ impl Client {
             .await
     }
 
+    /// Sends `call` and returns the server's answer whatever its status; only a failure to
+    /// get an answer is an error. For callers that show the answer as it came (`duffy
+    /// client`).
+    pub async fn send(&self, auth: &Auth, call: &Call) -> Result<Answer, ClientError> {
+        let (method, segments) = call.route();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let mut request = self.http.request(method, self.url(&segments)?);
+        if let Some(value) = auth.header() {
+            request = request.header(AUTHORIZATION, value);
+        }
+        if let Some(body) = call.body() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.transport(e))?;
+        Ok(Answer {
+            status,
+            expected: call.expected(),
+            body,
+        })
+    }
+
     /// The URL of a resource below the API root; each segment is percent-encoded.
     fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
         let mut url = self.api.clone();
@@ -287,11 +308,83 @@ impl Client {
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
         if e.is_timeout() {
-            ClientError::Timeout(self.timeout)
-        } else {
-            ClientError::Unreachable(error_chain(&e))
+            return ClientError::Timeout(self.timeout);
+        }
+        // reqwest's own words wrap the cause several times over; the innermost one says
+        // what happened ("Connection refused").
+        let cause = root_cause(&e);
+        ClientError::Unreachable(match e.url() {
+            Some(url) => format!("{url}: {cause}"),
+            None => cause,
+        })
+    }
+}
+
+/// One request of the `duffy client` CLI, with the exact body the original client sends.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// `GET /pools`.
+    ListPools,
+    /// `GET /pools/{name}`.
+    ShowPool(String),
+    /// `GET /sessions`.
+    ListSessions,
+    /// `GET /sessions/{id}`.
+    ShowSession(i64),
+    /// `POST /sessions` with `{"tenant_id": null, "nodes_specs": […]}`.
+    RequestSession(Vec<NodesSpec>),
+    /// `PUT /sessions/{id}` with `{"active": false, "expires_at": null}`.
+    RetireSession(i64),
+    /// `PUT /sessions/{id}` with `{"expires_at": "<signed duration>"}` (ours).
+    ExtendSession(i64, String),
+}
+
+impl Call {
+    fn route(&self) -> (Method, Vec<String>) {
+        let s = |parts: &[&str]| parts.iter().map(|p| (*p).to_owned()).collect();
+        match self {
+            Call::ListPools => (Method::GET, s(&["pools"])),
+            Call::ShowPool(name) => (Method::GET, s(&["pools", name])),
+            Call::ListSessions => (Method::GET, s(&["sessions"])),
+            Call::ShowSession(id) => (Method::GET, s(&["sessions", &id.to_string()])),
+            Call::RequestSession(_) => (Method::POST, s(&["sessions"])),
+            Call::RetireSession(id) | Call::ExtendSession(id, _) => {
+                (Method::PUT, s(&["sessions", &id.to_string()]))
+            }
         }
     }
+
+    fn body(&self) -> Option<serde_json::Value> {
+        match self {
+            Call::RequestSession(specs) => {
+                Some(serde_json::json!({"tenant_id": null, "nodes_specs": specs}))
+            }
+            Call::RetireSession(_) => {
+                Some(serde_json::json!({"active": false, "expires_at": null}))
+            }
+            Call::ExtendSession(_, delta) => Some(serde_json::json!({ "expires_at": delta })),
+            _ => None,
+        }
+    }
+
+    /// The status of a successful answer.
+    pub fn expected(&self) -> StatusCode {
+        match self {
+            Call::RequestSession(_) => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        }
+    }
+}
+
+/// A server's answer to a [`Call`], as it came.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Its status.
+    pub status: StatusCode,
+    /// The status a success has for this call.
+    pub expected: StatusCode,
+    /// Its body.
+    pub body: bytes::Bytes,
 }
 
 /// The `detail` of an error answer: the string itself, other JSON as text, or an excerpt of
@@ -311,16 +404,13 @@ fn detail_of(bytes: &[u8]) -> String {
     }
 }
 
-/// An error with its causes, which reqwest keeps out of its own `Display`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// The innermost cause of an error, which reqwest keeps out of its own `Display`.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = e;
+    while let Some(cause) = deepest.source() {
+        deepest = cause;
     }
-    text
+    deepest.to_string()
 }
 
 #[cfg(test)]
@@ -344,7 +434,8 @@ mod tests {
 
     #[test]
     fn unusable_urls_are_refused() {
-        for url in ["", "127.0.0.1:8080", "ftp://h/api/v1", "https://h/api/v1"] {
+        assert!(Client::new("https://duffy.example.org/api/v1", Duration::from_secs(1)).is_ok());
+        for url in ["", "127.0.0.1:8080", "ftp://h/api/v1", "notaurl"] {
             assert!(
                 matches!(
                     Client::new(url, Duration::from_secs(1)),

@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 /// One entry of `nodes_specs` in `POST /sessions`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodesSpec {
+    /// How many (first, as the original client sends it).
+    pub quantity: i64,
     /// The pool to take nodes from.
     pub pool: String,
-    /// How many.
-    pub quantity: i64,
 }
 
 /// The body of `PUT /sessions/{id}`; unset fields are left out.
