@@ -20,6 +20,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::{FORMATS, one_line_error, shell_quoted};
 use crate::harness::cico::Output;
+use crate::harness::client::client_config;
 use crate::harness::{Backend, Cli, ClientHome, Duffy, Tenant, skipped};
 
 /// The tenant both clients authenticate as against the stub.
@@ -317,27 +318,27 @@ async fn sent_since(server: &MockServer, skip: usize) -> Vec<Sent> {
         .collect()
 }
 
-/// Runs `duffy client --format FORMAT ARGS…` with `cli`; its output and the requests it sent.
+/// `duffy -c CONFIG client --format FORMAT ARGS…`.
+fn invocation(config: &str, format: &str, args: &[String]) -> Vec<String> {
+    let head = ["-c", config, "client", "--format", format].map(str::to_owned);
+    [&head[..], args].concat()
+}
+
+/// Runs `invocation` with `cli` in its own process; its output and the requests it sent.
 async fn run(
     server: &MockServer,
     user: &ClientHome,
     cli: Cli,
-    format: &str,
-    args: &[String],
+    invocation: &[String],
 ) -> (Output, Vec<Sent>) {
-    let before = server
-        .received_requests()
-        .await
-        .expect("request recording")
-        .len();
-    let mut all = vec!["client", "--format", format];
-    all.extend(args.iter().map(String::as_str));
-    let out = user.run(cli, &all).await;
+    let before = sent_since(server, 0).await.len();
+    let args: Vec<&str> = invocation.iter().map(String::as_str).collect();
+    let out = user.run(cli, &args).await;
     (out, sent_since(server, before).await)
 }
 
-/// A stub answering `case`, and a client home configured for it.
-async fn stub(case: &Case) -> (MockServer, ClientHome) {
+/// A stub answering `case`.
+async fn stub(case: &Case) -> MockServer {
     let server = MockServer::start().await;
     let mut template = ResponseTemplate::new(case.answer.status).set_body_raw(
         case.answer.body.clone().into_bytes(),
@@ -351,8 +352,14 @@ async fn stub(case: &Case) -> (MockServer, ClientHome) {
         .respond_with(template)
         .mount(&server)
         .await;
-    let user = ClientHome::configured(&format!("{}/api/v1", server.uri()), NAME, KEY);
-    (server, user)
+    server
+}
+
+/// A configuration file in `user`'s `HOME` pointing at `server`; its path.
+fn configure(user: &ClientHome, server: &MockServer, name: &str) -> String {
+    let url = format!("{}/api/v1", server.uri());
+    let file = user.file(&format!("{name}.yaml"), &client_config(&url, NAME, KEY));
+    file.to_str().expect("UTF-8 path").to_owned()
 }
 
 /// How the original treats an answer (`cli.md` §5, responses).
@@ -361,19 +368,21 @@ enum Kind {
     Success,
     /// An error status with a JSON object holding a string `detail`: the wrapper, exit 0.
     ApiError(String),
-    /// An error status with another body: the original crashes (httpx HTTPStatusError);
-    /// ours prints the wrapper with the detail as received.
+    /// An error status (a redirect too) with another body: the original crashes (httpx
+    /// HTTPStatusError); ours prints the wrapper with the detail as received.
     OddError(Value),
-    /// A 2xx other than the expected one, or a redirect: both exit 1 with nothing on stdout.
+    /// A 2xx other than the expected one: both exit 1 with nothing on stdout.
     Unexpected,
 }
 
+/// What kind of answer `case` gives.
 fn kind(case: &Case) -> Kind {
     let answer = &case.answer;
     if answer.status == case.expected_status() {
         return Kind::Success;
     }
-    if answer.status < 400 {
+    // A redirect is not followed but treated as an error (`cli.md` §5).
+    if answer.status < 300 {
         return Kind::Unexpected;
     }
     match serde_json::from_str::<Value>(&answer.body) {
@@ -388,33 +397,74 @@ fn kind(case: &Case) -> Kind {
 }
 
 /// Runs every case in every format with both clients and panics with every difference.
+///
+/// The original runs in one process for all cases ([`ClientHome::run_original_many`]);
+/// ours runs as a process per case and format. Each case has a stub of its own, so the
+/// requests each client sent are told apart.
 async fn compare(cases: Vec<Case>) {
-    let mut problems = Vec::new();
-    for case in &cases {
-        let (server, user) = stub(case).await;
+    let user = ClientHome::new();
+    let mut stubs = Vec::new();
+    let mut invocations = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let server = stub(case).await;
+        let config = configure(&user, &server, &format!("case-{i}"));
         for format in FORMATS {
-            let (theirs, their_requests) =
-                run(&server, &user, Cli::Original, format, &case.args).await;
-            let (ours, our_requests) = run(&server, &user, Cli::Ours, format, &case.args).await;
+            invocations.push(invocation(&config, format, &case.args));
+        }
+        stubs.push(server);
+    }
+    let theirs = user.run_original_many(&invocations).await;
+    let mut wrappers = Vec::new();
+    for case in &cases {
+        if let Kind::OddError(detail) = kind(case) {
+            for format in ["json", "yaml"] {
+                wrappers.push((format, json!({ "error": { "detail": detail } })));
+            }
+        }
+    }
+    let mut wrappers = if wrappers.is_empty() {
+        Vec::new()
+    } else {
+        user.original_formats(&wrappers).await
+    }
+    .into_iter();
+
+    let mut problems = Vec::new();
+    for (i, (case, server)) in cases.iter().zip(&stubs).enumerate() {
+        let their_requests = sent_since(server, 0).await;
+        assert_eq!(
+            their_requests.len(),
+            FORMATS.len(),
+            "[{}] the original should send one request per run: {their_requests:?}",
+            case.name
+        );
+        for (j, format) in FORMATS.into_iter().enumerate() {
+            let theirs = &theirs[i * FORMATS.len() + j];
+            let (ours, our_requests) = run(
+                server,
+                &user,
+                Cli::Ours,
+                &invocations[i * FORMATS.len() + j],
+            )
+            .await;
             let label = format!(
                 "[{}] `duffy client --format {format} {}`",
                 case.name,
                 case.args.join(" ")
             );
-            assert_eq!(
-                their_requests.len(),
-                1,
-                "{label}: the original sent\n{theirs}"
-            );
-            if our_requests != their_requests {
+            if our_requests[..] != their_requests[j..=j] {
                 problems.push(format!(
-                    "{label}: the requests differ\n  original: {their_requests:?}\n  ours:     {our_requests:?}"
+                    "{label}: the requests differ\n  original: {:?}\n  ours:     {our_requests:?}",
+                    their_requests[j]
                 ));
             }
-            check(case, format, &theirs, &ours, &user)
-                .await
-                .into_iter()
-                .for_each(|p| problems.push(format!("{label}: {p}")));
+            let wrapper = match (kind(case), format) {
+                (Kind::OddError(_), "json" | "yaml") => wrappers.next(),
+                _ => None,
+            };
+            for problem in check(case, format, theirs, &ours, wrapper) {
+                problems.push(format!("{label}: {problem}"));
+            }
         }
     }
     assert!(
@@ -427,35 +477,36 @@ async fn compare(cases: Vec<Case>) {
 
 /// The differences between our run and the original's for one case and format, after
 /// checking that the original behaved as documented (a failure there is the harness's).
-async fn check(
+/// `wrapper` is what the original's formatter prints for the error wrapper of an answer it
+/// cannot process itself (json and yaml).
+fn check(
     case: &Case,
     format: &str,
     theirs: &Output,
     ours: &Output,
-    user: &ClientHome,
+    wrapper: Option<String>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut expect = |what: &str, ok: bool| {
+    let mut expect = |ok: bool, what: String| {
         if !ok {
-            problems.push(what.to_owned());
+            problems.push(what);
         }
     };
-    if ours.stderr.contains("Traceback") || ours.stderr.contains("panicked") {
-        expect("ours dumps a trace on stderr", false);
-    }
+    let exit = |status: Option<i32>| format!("ours exits {:?}, wanted {status:?}", ours.status);
+    expect(
+        !(ours.stderr.contains("Traceback") || ours.stderr.contains("panicked")),
+        format!("ours dumps a trace on stderr: {}", ours.stderr),
+    );
     match kind(case) {
         Kind::Success => {
             assert!(
                 theirs.status == Some(0) && theirs.stderr.is_empty(),
                 "original: {theirs}"
             );
+            expect(ours.status == Some(0), exit(Some(0)));
             expect(
-                &format!("ours exits {:?}, the original 0", ours.status),
-                ours.status == Some(0),
-            );
-            expect(
-                &format!("ours writes to stderr: {:?}", ours.stderr),
                 ours.stderr.is_empty(),
+                format!("ours writes to stderr: {:?}", ours.stderr),
             );
         }
         Kind::ApiError(detail) if format == "flat" => {
@@ -466,25 +517,20 @@ async fn check(
                     .contains("AttributeError: 'dict' object has no attribute 'error'"),
                 "original: {theirs}"
             );
+            expect(ours.status == Some(1), exit(Some(1)));
             let wanted = format!("error={}\n", shell_quoted(&detail));
             expect(
-                &format!("ours exits {:?}, wanted 1", ours.status),
-                ours.status == Some(1),
-            );
-            if ours.stdout != wanted {
-                problems.push(format!(
-                    "ours prints not the documented `error=…` line:\n{}",
+                ours.stdout == wanted,
+                format!(
+                    "ours prints not the documented `error=…` line (- wanted, + ours):\n{}",
                     diff(&wanted, &ours.stdout)
-                ));
-            }
+                ),
+            );
             return problems;
         }
         Kind::ApiError(_) => {
             assert_eq!(theirs.status, Some(0), "original: {theirs}");
-            expect(
-                &format!("ours exits {:?} on an API error, wanted 1", ours.status),
-                ours.status == Some(1),
-            );
+            expect(ours.status == Some(1), exit(Some(1)));
         }
         Kind::OddError(detail) => {
             assert_eq!((theirs.status, theirs.stdout.as_str()), (Some(1), ""));
@@ -492,52 +538,44 @@ async fn check(
                 theirs.stderr.contains("HTTPStatusError"),
                 "original: {theirs}"
             );
-            expect(
-                &format!("ours exits {:?}, wanted 1", ours.status),
-                ours.status == Some(1),
-            );
-            let wanted = if format == "flat" {
-                if !(ours.stdout.starts_with("error=") && ours.stdout.lines().count() == 1) {
-                    problems.push(format!(
-                        "ours prints no `error=…` line for detail {detail}: {ours}"
-                    ));
-                }
-                return problems;
-            } else {
-                let wrapper = json!({ "error": { "detail": detail } });
-                user.original_format(format, &wrapper).await
-            };
-            if ours.stdout != wanted {
-                problems.push(format!(
-                    "ours prints not the wrapper with the detail as received:\n{}",
-                    diff(&wanted, &ours.stdout)
-                ));
+            expect(ours.status == Some(1), exit(Some(1)));
+            match wrapper {
+                Some(wanted) => expect(
+                    ours.stdout == wanted,
+                    format!(
+                        "ours prints not the wrapper with the detail as received \
+                         (- wanted, + ours):\n{}",
+                        diff(&wanted, &ours.stdout)
+                    ),
+                ),
+                None => expect(
+                    ours.stdout.starts_with("error=") && ours.stdout.lines().count() == 1,
+                    format!("ours prints no `error=…` line for the detail {detail}: {ours}"),
+                ),
             }
             return problems;
         }
         Kind::Unexpected => {
             assert_eq!((theirs.status, theirs.stdout.as_str()), (Some(1), ""));
+            expect(ours.status == Some(1), exit(Some(1)));
             expect(
-                &format!("ours exits {:?}, wanted 1", ours.status),
-                ours.status == Some(1),
-            );
-            expect(
-                &format!("ours prints on stdout: {:?}", ours.stdout),
                 ours.stdout.is_empty(),
+                format!("ours prints on stdout: {:?}", ours.stdout),
             );
             expect(
-                &format!("ours gives no one-line error: {:?}", ours.stderr),
                 one_line_error(ours),
+                format!("ours gives no one-line error: {:?}", ours.stderr),
             );
             return problems;
         }
     }
-    if ours.stdout != theirs.stdout {
-        problems.push(format!(
+    expect(
+        ours.stdout == theirs.stdout,
+        format!(
             "stdout differs (- original, + ours):\n{}",
             diff(&theirs.stdout, &ours.stdout)
-        ));
-    }
+        ),
+    );
     problems
 }
 
@@ -825,7 +863,7 @@ async fn pools_equal_the_original() {
 }
 
 /// `request-session`: one pool, three pools in one call, a crafted answer with long
-/// strings, one with no nodes; and the bodies sent are exactly `cli.md` §5's.
+/// strings, one with no nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_session_equals_the_original() {
     if skipped() {
@@ -866,33 +904,108 @@ async fn request_session_equals_the_original() {
         ),
     ])
     .await;
+}
 
-    // The exact bodies, from the original (the reference) and from ours.
-    let (server, user) = stub(&Case::new(
-        "bodies",
+/// The original in one process ([`ClientHome::run_original_many`]) behaves as its real
+/// runs do (stdout, exit status, the last line of stderr, the requests), and those send
+/// exactly the bodies of `cli.md` §5 with Basic auth; ours sends the same requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_the_originals() {
+    if skipped() {
+        return;
+    }
+    let c = captured().await;
+    let server = stub(&Case::new(
+        "POST",
         &["request-session"],
         ("POST", "/sessions"),
         c.two_nodes.clone(),
     ))
     .await;
-    let specs = [
-        "pool=P,quantity=2".to_owned(),
-        "pool=Q,quantity=1".to_owned(),
-    ];
-    let args = [&["request-session".to_owned()][..], &specs].concat();
-    let wanted =
-        r#"{"tenant_id":null,"nodes_specs":[{"quantity":2,"pool":"P"},{"quantity":1,"pool":"Q"}]}"#;
-    for cli in [Cli::Original, Cli::Ours] {
-        let (out, sent) = run(&server, &user, cli, "json", &args).await;
-        let bodies: Vec<&str> = sent.iter().map(|s| s.body.as_str()).collect();
-        assert_eq!(bodies, [wanted], "{cli:?}: {out}");
-        let auth = sent[0].authorization.as_deref();
+    for (verb, route, answer) in [
+        ("PUT", "/api/v1/sessions/5", &c.retired),
+        ("GET", "/api/v1/sessions/999", &c.not_found),
+    ] {
+        Mock::given(method(verb))
+            .and(path(route))
+            .respond_with(
+                ResponseTemplate::new(answer.status)
+                    .set_body_raw(answer.body.clone().into_bytes(), answer.content_type),
+            )
+            .mount(&server)
+            .await;
+    }
+    let user = ClientHome::new();
+    let config = configure(&user, &server, "stub");
+    let two_specs = ["request-session", "pool=P,quantity=2", "pool=Q,quantity=1"];
+    let runs: Vec<Vec<String>> = [
+        ("json", &two_specs[..]),
+        ("yaml", &two_specs),
+        ("flat", &two_specs),
+        ("json", &["retire-session", "5"]),
+        ("flat", &["show-session", "999"]),
+        ("json", &["request-session", "pool=x"]),
+        ("json", &["request-session", "pool=x,quantity=0"]),
+    ]
+    .iter()
+    .map(|(format, args)| {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        invocation(&config, format, &args)
+    })
+    .collect();
+
+    let mut real = Vec::new();
+    for args in &runs {
+        real.push(run(&server, &user, Cli::Original, args).await);
+    }
+    let before = sent_since(&server, 0).await.len();
+    let in_process = user.run_original_many(&runs).await;
+    let sent_in_process = sent_since(&server, before).await;
+    let last_line = |out: &Output| out.stderr.trim_end().lines().last().map(str::to_owned);
+    for ((real, _), fast) in real.iter().zip(&in_process) {
         assert_eq!(
-            auth,
-            Some("Basic c3R1Yi10ZW5hbnQ6NmYxYzJhNDMtNmQ1ZS00YThmLTlhNDktOWMyYjZmNmQzZTcx"),
-            "{cli:?}"
+            (real.status, &real.stdout, last_line(real)),
+            (fast.status, &fast.stdout, last_line(fast)),
+            "real run:\n{real}\nin process:\n{fast}"
         );
     }
+    let sent_real: Vec<Sent> = real.iter().flat_map(|(_, sent)| sent.clone()).collect();
+    assert_eq!(sent_real, sent_in_process);
+
+    let auth = "Basic c3R1Yi10ZW5hbnQ6NmYxYzJhNDMtNmQ1ZS00YThmLTlhNDktOWMyYjZmNmQzZTcx";
+    let post =
+        r#"{"tenant_id":null,"nodes_specs":[{"quantity":2,"pool":"P"},{"quantity":1,"pool":"Q"}]}"#;
+    let expected: Vec<(&str, &str, &str)> = vec![
+        ("POST", "/api/v1/sessions", post),
+        ("POST", "/api/v1/sessions", post),
+        ("POST", "/api/v1/sessions", post),
+        (
+            "PUT",
+            "/api/v1/sessions/5",
+            r#"{"active":false,"expires_at":null}"#,
+        ),
+        ("GET", "/api/v1/sessions/999", ""),
+    ];
+    let seen: Vec<(&str, &str, &str)> = sent_real
+        .iter()
+        .map(|s| (s.method.as_str(), s.target.as_str(), s.body.as_str()))
+        .collect();
+    assert_eq!(seen, expected);
+    for sent in &sent_real {
+        assert_eq!(sent.authorization.as_deref(), Some(auth), "{sent:?}");
+    }
+
+    let mut problems = Vec::new();
+    for ((args, (_, theirs)), i) in runs.iter().zip(&real).zip(0..) {
+        let (ours, sent) = run(&server, &user, Cli::Ours, args).await;
+        if &sent != theirs {
+            problems.push(format!(
+                "run {i} `duffy {}`: the requests differ\n  original: {theirs:?}\n  ours:     {sent:?}\n{ours}",
+                args.join(" ")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
 /// `list-sessions`: ours (three sessions), none, crafted quotes, unsorted nodes and numbers.
@@ -1077,47 +1190,62 @@ async fn client_side_checks_send_nothing() {
         return;
     }
     let server = MockServer::start().await;
-    let user = ClientHome::configured(&format!("{}/api/v1", server.uri()), NAME, KEY);
-    let usage = [
+    let user = ClientHome::new();
+    let config = configure(&user, &server, "stub");
+    // (arguments, what the usage error says, or None for a failed `quantity` check)
+    let cases: [(&[&str], Option<&str>); 9] = [
         (
-            &["request-session", "pool=x"][..],
-            "Both `pool` and `quantity` must be set",
+            &["request-session", "pool=x"],
+            Some("Both `pool` and `quantity` must be set"),
         ),
         (
             &["request-session", "pool=x,quantity=1,pool=y"],
-            "Duplicate key: pool",
+            Some("Duplicate key: pool"),
         ),
-        (&["request-session"], ""),
-        (&["show-session", "abc"], ""),
-        (&["retire-session", "1.5"], ""),
-        (&["--format", "xml", "list-pools"], ""),
+        (&["request-session"], Some("")),
+        (&["show-session", "abc"], Some("")),
+        (&["retire-session", "1.5"], Some("")),
+        (&["--format", "xml", "list-pools"], Some("")),
+        (&["request-session", "pool=x,quantity=0"], None),
+        (&["request-session", "pool=x,quantity=-1"], None),
+        (&["request-session", "pool=x,quantity=abc"], None),
     ];
+    let runs: Vec<Vec<String>> = cases
+        .iter()
+        .map(|(args, _)| {
+            let head = ["-c", config.as_str(), "client"];
+            head.iter()
+                .chain(args.iter())
+                .map(|a| (*a).to_owned())
+                .collect()
+        })
+        .collect();
+    let theirs = user.run_original_many(&runs).await;
     let mut problems = Vec::new();
-    for (args, message) in usage {
-        let all = [&["client"][..], args].concat();
-        let theirs = user.run(Cli::Original, &all).await;
-        assert_eq!(theirs.status, Some(2), "original: {theirs}");
-        assert!(theirs.stderr.contains(message), "original: {theirs}");
-        let ours = user.run(Cli::Ours, &all).await;
-        if ours.status != Some(2) || !ours.stderr.contains(message) || !ours.stdout.is_empty() {
-            problems.push(format!("`duffy {}`: ours {ours}", all.join(" ")));
-        }
-    }
-    for quantity in ["0", "-1", "abc"] {
-        let spec = format!("pool=x,quantity={quantity}");
-        let all = ["client", "request-session", &spec];
-        let theirs = user.run(Cli::Original, &all).await;
-        assert_eq!(theirs.status, Some(1), "original: {theirs}");
-        assert!(
-            theirs.stderr.contains("ValidationError"),
-            "original: {theirs}"
-        );
-        let ours = user.run(Cli::Ours, &all).await;
-        if ours.status == Some(0) || !one_line_error(&ours) || !ours.stdout.is_empty() {
-            problems.push(format!(
-                "`duffy {}`: ours is no one-line error: {ours}",
-                all.join(" ")
-            ));
+    for ((args, (_, usage)), theirs) in runs.iter().zip(&cases).zip(&theirs) {
+        let ours = user
+            .run(
+                Cli::Ours,
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await;
+        let ok = match usage {
+            Some(message) => {
+                assert_eq!(theirs.status, Some(2), "original: {theirs}");
+                assert!(theirs.stderr.contains(message), "original: {theirs}");
+                ours.status == Some(2) && ours.stderr.contains(message)
+            }
+            None => {
+                assert_eq!(theirs.status, Some(1), "original: {theirs}");
+                assert!(
+                    theirs.stderr.contains("ValidationError"),
+                    "original: {theirs}"
+                );
+                ours.status.is_some_and(|s| s != 0) && one_line_error(&ours)
+            }
+        };
+        if !ok || !ours.stdout.is_empty() {
+            problems.push(format!("`duffy {}`: ours {ours}", args.join(" ")));
         }
     }
     let sent = sent_since(&server, 0).await;
@@ -1135,56 +1263,68 @@ async fn extend_session_prints_like_the_original() {
     let c = captured().await;
     let mut extended = c.session.value();
     extended["action"] = json!("put");
+    let detail = c.retired_twice.value()["detail"].clone();
+    let error = json!({"error": {"detail": detail}});
+    let user = ClientHome::new();
+    let mut bodies: Vec<(&str, Value)> = FORMATS.map(|f| (f, extended.clone())).to_vec();
+    bodies.extend(["json", "yaml"].map(|f| (f, error.clone())));
+    let wanted = user.original_formats(&bodies).await;
+    let mut problems = Vec::new();
+
     let case = Case::new(
         "extended",
-        &["extend-session", "5", "2h"],
+        &["extend-session"],
         ("PUT", "/sessions/5"),
         Answer::json(200, &extended),
     );
-    let (server, user) = stub(&case).await;
-    let mut problems = Vec::new();
+    let server = stub(&case).await;
+    let config = configure(&user, &server, "extended");
     for (duration, sent_duration) in [("2h", "+2h"), ("+30m", "+30m"), ("1d2h", "+1d2h")] {
-        for format in FORMATS {
-            let args = [
-                "extend-session".to_owned(),
-                "5".to_owned(),
-                duration.to_owned(),
-            ];
-            let (ours, sent) = run(&server, &user, Cli::Ours, format, &args).await;
-            let wanted = user.original_format(format, &extended).await;
+        for (format, wanted) in FORMATS.iter().zip(&wanted) {
+            let args = ["extend-session", "5", duration].map(str::to_owned);
+            let (ours, sent) = run(
+                &server,
+                &user,
+                Cli::Ours,
+                &invocation(&config, format, &args),
+            )
+            .await;
             let body: Vec<&str> = sent.iter().map(|s| s.body.as_str()).collect();
             let expected_body = format!(r#"{{"expires_at":"{sent_duration}"}}"#);
-            if body != [expected_body.as_str()] || ours.status != Some(0) || ours.stdout != wanted {
+            if body != [expected_body.as_str()] || ours.status != Some(0) || &ours.stdout != wanted
+            {
                 problems.push(format!(
                     "extend-session {duration} --format {format}: sent {body:?}; {ours}\n{}",
-                    diff(&wanted, &ours.stdout)
+                    diff(wanted, &ours.stdout)
                 ));
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 
     let retired = Case::new(
         "retired",
-        &["extend-session", "5", "2h"],
+        &["extend-session"],
         ("PUT", "/sessions/5"),
         c.retired_twice.clone(),
     );
-    let (server, user) = stub(&retired).await;
-    let detail = c.retired_twice.value()["detail"].clone();
-    for format in FORMATS {
-        let (ours, _) = run(&server, &user, Cli::Ours, format, &retired.args).await;
-        let wanted = match format {
-            "flat" => format!("error={}\n", shell_quoted(detail.as_str().expect("detail"))),
-            _ => {
-                user.original_format(format, &json!({"error": {"detail": detail}}))
-                    .await
-            }
-        };
-        assert_eq!(
-            (ours.status, ours.stdout.as_str()),
-            (Some(1), wanted.as_str()),
-            "{ours}"
-        );
+    let server = stub(&retired).await;
+    let config = configure(&user, &server, "retired");
+    let flat = format!("error={}\n", shell_quoted(detail.as_str().expect("detail")));
+    for (format, wanted) in FORMATS.iter().zip([&wanted[3], &wanted[4], &flat]) {
+        let args = ["extend-session", "5", "2h"].map(str::to_owned);
+        let (ours, _) = run(
+            &server,
+            &user,
+            Cli::Ours,
+            &invocation(&config, format, &args),
+        )
+        .await;
+        if (ours.status, &ours.stdout) != (Some(1), wanted) {
+            problems.push(format!(
+                "extend-session on a retired session --format {format}: {ours}\n{}",
+                diff(wanted, &ours.stdout)
+            ));
+        }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

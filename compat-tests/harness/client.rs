@@ -69,18 +69,63 @@ impl ClientHome {
         execute(command, &format!("{cli:?} duffy {}", args.join(" "))).await
     }
 
-    /// What the original client's formatter prints for `body` in `format`, newline
+    /// Runs the original `duffy ARGS…` once for each argument list, all in one Python
+    /// process: click's own `CliRunner` calls the original command line as its script
+    /// would (same code, same HTTP requests), and an uncaught exception exits 1 with its
+    /// traceback on stderr, as the interpreter does. One interpreter start instead of one
+    /// per run keeps the comparison of many answers short.
+    pub async fn run_original_many(&self, runs: &[Vec<String>]) -> Vec<Output> {
+        const DRIVER: &str = "import json, sys, traceback\n\
+            from click.testing import CliRunner\n\
+            from duffy.cli import cli\n\
+            results = []\n\
+            for args in json.load(open(sys.argv[1])):\n\
+            \x20   r = CliRunner().invoke(cli, args, prog_name='duffy')\n\
+            \x20   err = r.stderr_bytes.decode('utf-8', 'replace')\n\
+            \x20   if r.exception is not None and not isinstance(r.exception, SystemExit):\n\
+            \x20       err += ''.join(traceback.format_exception(*r.exc_info))\n\
+            \x20   out = r.stdout_bytes.decode('utf-8', 'replace')\n\
+            \x20   results.append({'status': r.exit_code, 'stdout': out, 'stderr': err})\n\
+            json.dump(results, sys.stdout)\n";
+        let input = self.home.path().join("runs.json");
+        let runs_json = serde_json::to_string(runs).expect("runs as JSON");
+        std::fs::write(&input, runs_json).expect("write the runs");
+        let mut command = self.command(duffy_venv().await.join("bin/python"));
+        command.args(["-c", DRIVER]).arg(&input);
+        let out = execute(command, "the original client, in process").await;
+        out.assert_ok();
+        let results: Vec<Value> =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(results.len(), runs.len(), "{out}");
+        let each = out.elapsed / u32::try_from(runs.len().max(1)).expect("few runs");
+        results
+            .iter()
+            .map(|r| Output {
+                status: r["status"].as_i64().and_then(|s| i32::try_from(s).ok()),
+                stdout: r["stdout"].as_str().expect("stdout").to_owned(),
+                stderr: r["stderr"].as_str().expect("stderr").to_owned(),
+                requests: Vec::new(),
+                elapsed: each,
+            })
+            .collect()
+    }
+
+    /// What the original client's formatter prints for each `(format, body)`, newline
     /// included: the expected output of ours for answers the original cannot get.
-    pub async fn original_format(&self, format: &str, body: &Value) -> String {
+    pub async fn original_formats(&self, bodies: &[(&str, Value)]) -> Vec<String> {
         const SCRIPT: &str = "import json, sys\n\
             from duffy.client import DuffyFormatter\n\
-            text = DuffyFormatter.new_for_format(sys.argv[1]).format(json.loads(sys.argv[2]))\n\
-            sys.stdout.write(text + '\\n')\n";
+            texts = [DuffyFormatter.new_for_format(f).format(body) + '\\n'\n\
+            \x20        for f, body in json.load(open(sys.argv[1]))]\n\
+            json.dump(texts, sys.stdout)\n";
+        let input = self.home.path().join("bodies.json");
+        let bodies_json = serde_json::to_string(bodies).expect("bodies as JSON");
+        std::fs::write(&input, bodies_json).expect("write the bodies");
         let mut command = self.command(duffy_venv().await.join("bin/python"));
-        command.args(["-c", SCRIPT, format, &body.to_string()]);
+        command.args(["-c", SCRIPT]).arg(&input);
         let out = execute(command, "the original formatter").await;
         out.assert_ok();
-        out.stdout
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
     /// A command with this user's isolated environment.
