@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config_cmd;
+pub mod output;
 pub mod replay;
 pub mod serve;
 
