@@ -57,10 +57,21 @@ async fn every_command_works_and_errors_exit_1(backend: Backend) {
     let pools = run(&["list-pools"]).await;
     assert_eq!(pools.code, 0, "{}", pools.stderr);
     assert_eq!(pools.json()["pools"][0]["name"], "pool-a");
-    assert!(pools.stdout.starts_with("{\n    \"action\": \"get\","), "4-space indent");
-    assert_eq!(run(&["show-pool", "pool-a"]).await.json()["pool"]["levels"]["ready"], 5);
+    assert!(
+        pools.stdout.starts_with("{\n    \"action\": \"get\","),
+        "4-space indent"
+    );
+    assert_eq!(
+        run(&["show-pool", "pool-a"]).await.json()["pool"]["levels"]["ready"],
+        5
+    );
 
-    let created = run(&["request-session", "pool=pool-a,quantity=1", "pool=pool-b,quantity=1"]).await;
+    let created = run(&[
+        "request-session",
+        "pool=pool-a,quantity=1",
+        "pool=pool-b,quantity=1",
+    ])
+    .await;
     assert_eq!(created.code, 0, "{}", created.stderr);
     let session = created.json()["session"].clone();
     let id = session["id"].as_i64().unwrap().to_string();
@@ -71,12 +82,18 @@ async fn every_command_works_and_errors_exit_1(backend: Backend) {
         .map(|n| n["pool"].as_str().unwrap())
         .collect();
     assert_eq!(pools, ["pool-a", "pool-b"]);
-    assert_eq!(run(&["list-sessions"]).await.json()["sessions"][0]["id"], session["id"]);
+    assert_eq!(
+        run(&["list-sessions"]).await.json()["sessions"][0]["id"],
+        session["id"]
+    );
     let shown = as_tenant(&app, "t", &key, &["show-session", &id]).await;
     assert_eq!(shown.json()["session"]["nodes"], session["nodes"]);
     let extended = as_tenant(&app, "t", &key, &["extend-session", &id, "1h"]).await;
     assert_eq!(extended.code, 0, "{}", extended.stderr);
-    assert_ne!(extended.json()["session"]["expires_at"], session["expires_at"]);
+    assert_ne!(
+        extended.json()["session"]["expires_at"],
+        session["expires_at"]
+    );
 
     // Errors: the original's wrapper on stdout, exit 1.
     let quota = run(&["request-session", "pool=pool-a,quantity=2"]).await;
@@ -86,7 +103,10 @@ async fn every_command_works_and_errors_exit_1(backend: Backend) {
         "{\n    \"error\": {\n        \"detail\": \"quota exceeded: requested nodes (2) + current allocation (2) = 4 > 3\"\n    }\n}\n"
     );
     let retired = as_tenant(&app, "t", &key, &["retire-session", &id]).await;
-    assert_eq!((retired.code, &retired.json()["session"]["active"]), (0, &Value::Bool(false)));
+    assert_eq!(
+        (retired.code, &retired.json()["session"]["active"]),
+        (0, &Value::Bool(false))
+    );
     let twice = as_tenant(&app, "t", &key, &["retire-session", &id]).await;
     assert_eq!(twice.code, 1);
     assert_eq!(
@@ -94,20 +114,41 @@ async fn every_command_works_and_errors_exit_1(backend: Backend) {
         serde_json::json!({"error": {"detail": format!("session {id} is retired")}})
     );
     let missing = run(&["show-session", "999"]).await;
-    assert_eq!((missing.code, missing.json()), (1, serde_json::json!({"error": {"detail": "Not Found"}})));
+    assert_eq!(
+        (missing.code, missing.json()),
+        (1, serde_json::json!({"error": {"detail": "Not Found"}}))
+    );
     let flat = run(&["--format", "flat", "show-session", "999"]).await;
-    assert_eq!((flat.code, flat.stdout.as_str()), (1, "error='Not Found'\n"));
+    assert_eq!(
+        (flat.code, flat.stdout.as_str()),
+        (1, "error='Not Found'\n")
+    );
     let wrong = as_tenant(&app, "t", "not-the-key", &["list-sessions"]).await;
-    assert_eq!((wrong.code, wrong.json()), (1, serde_json::json!({"error": {"detail": "Unauthorized"}})));
+    assert_eq!(
+        (wrong.code, wrong.json()),
+        (1, serde_json::json!({"error": {"detail": "Unauthorized"}}))
+    );
 }
 
 async fn bad_arguments_are_refused_before_sending(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, key) = app.tenant("t", None).await;
     for (args, code, message) in [
-        (vec!["request-session", "pool=pool-a"], 2, "Both `pool` and `quantity` must be set"),
-        (vec!["request-session", "pool=a,pool=b,quantity=1"], 2, "Duplicate key: pool"),
-        (vec!["request-session", "pool=pool-a,quantity=0"], 1, "invalid quantity '0'"),
+        (
+            vec!["request-session", "pool=pool-a"],
+            2,
+            "Both `pool` and `quantity` must be set",
+        ),
+        (
+            vec!["request-session", "pool=a,pool=b,quantity=1"],
+            2,
+            "Duplicate key: pool",
+        ),
+        (
+            vec!["request-session", "pool=pool-a,quantity=0"],
+            1,
+            "invalid quantity '0'",
+        ),
         (vec!["show-session", "abc"], 2, "invalid value 'abc'"),
         (vec!["extend-session", "1", "soon"], 2, "invalid duration"),
     ] {
@@ -132,7 +173,10 @@ async fn failures_without_an_answer_are_one_line() {
     for (url, message) in [
         (unreachable.as_str(), "Error: cannot reach the Duffy API: "),
         ("notaurl", "Error: invalid Duffy API URL 'notaurl'"),
-        ("ftp://h/api/v1", "Error: invalid Duffy API URL 'ftp://h/api/v1'"),
+        (
+            "ftp://h/api/v1",
+            "Error: invalid Duffy API URL 'ftp://h/api/v1'",
+        ),
     ] {
         let mut args = vec!["--url", url];
         args.extend(creds);
@@ -167,7 +211,10 @@ async fn failures_without_an_answer_are_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("client.auth.key: Input should be a valid UUID"), "{stderr}");
+    assert!(
+        stderr.contains("client.auth.key: Input should be a valid UUID"),
+        "{stderr}"
+    );
 }
 
 both_backends!(
