@@ -127,7 +127,8 @@ fn init_tracing(level: LogLevel) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{},sqlx=warn,warp=error,hyper=warn",
+            // warp::filters::trace would log every 5xx again, after our own line.
+            "{},sqlx=warn,warp=error,warp::filters::trace=off,hyper=warn",
             level.tracing_directive()
         ))
     });

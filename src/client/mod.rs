@@ -34,6 +34,9 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The credentials cannot be sent in an HTTP header (a control character in the key).
+    #[error("the API key cannot be sent: it holds a control character")]
+    Credentials,
     /// No answer within the client's timeout.
     #[error("the Duffy API did not answer within {0:?}")]
     Timeout(Duration),
@@ -85,10 +88,12 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    fn header(&self) -> Option<HeaderValue> {
+    /// The `Authorization` header; a key that cannot travel in a header (a control
+    /// character) is an error, never a silent anonymous call.
+    fn header(&self) -> Result<Option<HeaderValue>, ClientError> {
         use base64::Engine as _;
         let text = match self {
-            Auth::Anonymous => return None,
+            Auth::Anonymous => return Ok(None),
             Auth::Basic { name, key } => {
                 let pair = format!("{name}:{}", key.expose_secret());
                 format!(
@@ -98,10 +103,9 @@ impl Auth {
             }
             Auth::Bearer(key) => format!("Bearer {}", key.expose_secret()),
         };
-        // A key with a control character cannot be sent; the server would refuse it anyway.
-        let mut value = HeaderValue::from_str(&text).ok()?;
+        let mut value = HeaderValue::from_str(&text).map_err(|_| ClientError::Credentials)?;
         value.set_sensitive(true);
-        Some(value)
+        Ok(Some(value))
     }
 }
 
@@ -241,7 +245,7 @@ impl Client {
         let (method, segments) = call.route();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let mut request = self.http.request(method, self.url(&segments)?);
-        if let Some(value) = auth.header() {
+        if let Some(value) = auth.header()? {
             request = request.header(AUTHORIZATION, value);
         }
         if let Some(body) = call.body() {
@@ -282,7 +286,7 @@ impl Client {
         field: &str,
     ) -> Result<T, ClientError> {
         let mut request = self.http.request(method, url);
-        if let Some(value) = auth.header() {
+        if let Some(value) = auth.header()? {
             request = request.header(AUTHORIZATION, value);
         }
         if let Some(body) = body {
@@ -466,6 +470,8 @@ mod tests {
             key: SecretString::from("secret-key"),
         };
         assert!(!format!("{auth:?}").contains("secret-key"));
-        assert!(auth.header().unwrap().is_sensitive());
+        assert!(auth.header().unwrap().unwrap().is_sensitive());
+        let bad = Auth::Bearer(SecretString::from("a\nb"));
+        assert!(matches!(bad.header(), Err(ClientError::Credentials)));
     }
 }

@@ -77,6 +77,16 @@ impl V2Error {
     }
 }
 
+impl From<ClientError> for V2Error {
+    /// A v3 call that got no usable answer; a key that cannot even be sent is not a key.
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Credentials => V2Error::InvalidKey,
+            other => V2Error::Unavailable(other),
+        }
+    }
+}
+
 /// A JSON answer.
 pub fn json_reply(status: StatusCode, value: &impl Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()

@@ -44,7 +44,7 @@ fn refused(e: ClientError) -> V2Error {
             status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
             ..
         } => V2Error::InvalidKey,
-        other => V2Error::Unavailable(other),
+        other => other.into(),
     }
 }
 
@@ -57,7 +57,7 @@ pub fn keyed_rows(mut sessions: Vec<Session>, mangle: impl Fn(&str) -> String) -
         session.nodes.sort_by_key(|n| n.id);
         let ssid = session.id.to_string();
         for node in session.nodes {
-            if let Some(hostname) = node.hostname.as_deref() {
+            if let Some(hostname) = node.hostname.as_deref().filter(|h| !h.is_empty()) {
                 rows.push(json!([mangle(hostname), ssid]));
             }
         }
@@ -65,7 +65,8 @@ pub fn keyed_rows(mut sessions: Vec<Session>, mangle: impl Fn(&str) -> String) -
     rows
 }
 
-/// One 14-column row per known node with a hostname, one per hostname, by node id.
+/// One 14-column row per known node with a (non-empty) hostname, one per hostname, by
+/// node id.
 pub fn full_rows(
     nodes: Vec<Node>,
     sessions: &[Session],
@@ -81,7 +82,8 @@ pub fn full_rows(
     let mut chosen: HashMap<String, Node> = HashMap::new();
     let rank = |n: &Node| (ssid_of.contains_key(&n.id), n.state != "failed", n.id);
     for node in nodes {
-        let Some(hostname) = node.hostname.clone() else {
+        // cico pairs rows by substring: an empty name would pair with every host.
+        let Some(hostname) = node.hostname.clone().filter(|h| !h.is_empty()) else {
             continue;
         };
         if node.state == "done" {
@@ -169,6 +171,7 @@ mod tests {
             node(2, Some("b.example.test"), "deployed"),
             node(1, Some("a.example.test"), "ready"),
             node(3, None, "provisioning"),
+            node(5, Some(""), "provisioning"),
             node(4, Some("d.example.test"), "done"),
         ];
         let rows = full_rows(nodes, &[session(7, true, &[(2, "b.example.test")])], short);

@@ -119,27 +119,27 @@ impl Legacy {
 
     /// The pool's fill level: `None` when the pool is unknown or abstract, `Some(None)` when
     /// it exists but is not filled.
+    ///
+    /// Each caller looks up with its own credentials and only answers are cached: coalescing
+    /// concurrent lookups would hand one caller's refusal (a bad key) to the others.
     async fn fill_level(&self, auth: &Auth, pool: &str) -> Result<Option<Option<i64>>, V2Error> {
-        let lookup = async {
-            match self.client.show_pool(auth, pool).await {
-                Ok(p) => Ok(Some(p.fill_level)),
-                Err(ClientError::Api {
-                    status: V3Status::NOT_FOUND | V3Status::UNPROCESSABLE_ENTITY,
-                    ..
-                }) => Ok(None),
-                Err(e) => Err(e),
-            }
+        if let Some(known) = self.pools.get(pool).await {
+            return Ok(known);
+        }
+        let known = match self.client.show_pool(auth, pool).await {
+            Ok(p) => Some(p.fill_level),
+            Err(ClientError::Api {
+                status: V3Status::NOT_FOUND | V3Status::UNPROCESSABLE_ENTITY,
+                ..
+            }) => None,
+            Err(ClientError::Api {
+                status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
+                ..
+            }) => return Err(V2Error::InvalidKey),
+            Err(other) => return Err(other.into()),
         };
-        self.pools
-            .try_get_with(pool.to_owned(), lookup)
-            .await
-            .map_err(|e| match Arc::unwrap_or_clone(e) {
-                ClientError::Api {
-                    status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
-                    ..
-                } => V2Error::InvalidKey,
-                other => V2Error::Unavailable(other),
-            })
+        self.pools.insert(pool.to_owned(), known).await;
+        Ok(known)
     }
 
     /// An inventory hostname through `mangle_hostname` (`legacy-v2.md` §5 k).

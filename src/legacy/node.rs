@@ -51,10 +51,13 @@ pub async fn get(legacy: &Legacy, params: Params) -> Result<Response, V2Error> {
                 V3Status::UNAUTHORIZED | V3Status::FORBIDDEN => V2Error::InvalidKey,
                 // The pool went away between the lookup and the allocation.
                 V3Status::NOT_FOUND => no_pool(),
-                s if s.is_client_error() => V2Error::AllocationFailed(detail),
+                // v3's own refusals (a retired tenant…) cannot succeed on a retry.
+                V3Status::UNPROCESSABLE_ENTITY => V2Error::AllocationFailed(detail),
+                // Anything else (a proxy's 429 or 413, a 5xx) is not an answer about the
+                // request: clients should retry.
                 _ => V2Error::Unavailable(ClientError::Api { status, detail }),
             },
-            other => V2Error::Unavailable(other),
+            other => other.into(),
         })?;
     let mut nodes = session.nodes;
     nodes.sort_by_key(|n| n.id);
@@ -109,7 +112,7 @@ async fn change(
                 V3Status::UNPROCESSABLE_ENTITY => V2Error::NotInProd,
                 _ => V2Error::Unavailable(ClientError::Api { status, detail }),
             },
-            other => V2Error::Unavailable(other),
+            other => other.into(),
         })?;
     tracing::info!(session = ssid, "v2 session changed");
     Ok(json_reply(StatusCode::OK, &"Done"))

@@ -164,7 +164,7 @@ impl PoolMap {
     }
 
     /// The pool of the first matching entry, rendered with the request's values; `None`
-    /// when no entry matches or the name renders empty.
+    /// when no entry matches or the name renders empty, `.` or `..`.
     pub fn resolve(&self, wanted: &Wanted) -> Option<String> {
         let index = self.rules.iter().position(|r| r.matches(wanted))?;
         let rendered = self
@@ -172,7 +172,10 @@ impl PoolMap {
             .get_template(&index.to_string())
             .and_then(|t| t.render(minijinja::value::Serde(wanted)));
         match rendered {
-            Ok(name) => Some(name.trim().to_owned()).filter(|n| !n.is_empty()),
+            // `.` and `..` would rewrite the v3 URL's path instead of naming a pool.
+            Ok(name) => {
+                Some(name.trim().to_owned()).filter(|n| !n.is_empty() && n != "." && n != "..")
+            }
             Err(e) => {
                 tracing::warn!(entry = index, error = %e, "metaclient.poolmap: cannot render the pool name: {e}");
                 None
@@ -262,6 +265,14 @@ mod tests {
         // Regexes match the whole value, exact strings too.
         assert_eq!(map.resolve(&wanted("9-streamX", "x86_64", None)), None);
         assert_eq!(map.resolve(&wanted("19", "x86_64", None)), None);
+        let dots = PoolMap::new(&[entry("{{ ver }}", None, None, None)]).unwrap();
+        for ver in ["", ".", ".."] {
+            assert_eq!(dots.resolve(&wanted(ver, "x86_64", None)), None, "{ver:?}");
+        }
+        assert_eq!(
+            dots.resolve(&wanted("p", "x86_64", None)).as_deref(),
+            Some("p")
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Every parameter is read as text and checked by the handler, so a bad value gets the
 //! v2-shaped answer of `legacy-v2.md` §5 rather than a parser's error. As in werkzeug:
 //! a repeated parameter takes its first value, `name[x]` is just another (ignored) name,
-//! and bytes that do not decode to UTF-8 are replaced rather than refused. An empty value
-//! is a value (`count=` is not a count), except for `key` (§5 c) and `flavor`, where empty
-//! means absent.
+//! bytes that do not decode to UTF-8 are replaced rather than refused, and empty pairs
+//! (`&&`, `=x`) are skipped. An empty value is a value (`count=` is not a count), except for
+//! `key` (§5 c) and `flavor`, where empty means absent. Every query is first brought to one
+//! canonical encoding ([`canonical`]), so serde_qs only ever sees plain `name=value` pairs.
 
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
@@ -27,10 +28,10 @@ pub struct Params {
     pub ssid: Option<String>,
 }
 
-/// The query string cannot be read at all (kept for safety: with the settings below
-/// serde_qs accepts every string seen so far).
+/// The query string cannot be read at all (kept for safety: after [`canonical`], serde_qs
+/// has accepted every string tried, including the property test's).
 #[derive(Debug, thiserror::Error)]
-#[error("malformed query string: {0}")]
+#[error("malformed query string")]
 pub struct QueryError(String);
 
 /// Every value of each parameter we read, in order. serde_qs leaves a sequence empty for
@@ -62,21 +63,15 @@ struct Last {
 
 /// Parses a raw query string (without the `?`).
 pub fn parse(query: &str) -> Result<Params, QueryError> {
-    match parse_utf8(query) {
-        Ok(params) => Ok(params),
-        // Not UTF-8 once decoded: read it again with the bad bytes replaced.
-        Err(_) => parse_utf8(&lossy(query)),
-    }
-}
-
-fn parse_utf8(query: &str) -> Result<Params, QueryError> {
+    let query = canonical(query);
     // Depth 0: brackets are part of a name, not structure.
     let config = serde_qs::Config::new().max_depth(0);
-    let all: All = config
-        .deserialize_str(query)
-        .map_err(|e| QueryError(e.to_string()))?;
+    let all: All = config.deserialize_str(&query).map_err(|e| {
+        tracing::debug!(error = %e, "unreadable v2 query string");
+        QueryError(e.to_string())
+    })?;
     let last: Last = config
-        .deserialize_str(query)
+        .deserialize_str(&query)
         .map_err(|e| QueryError(e.to_string()))?;
     let first = |all: Vec<String>, last: Option<String>| all.into_iter().next().or(last);
     let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
@@ -92,19 +87,26 @@ fn parse_utf8(query: &str) -> Result<Params, QueryError> {
     })
 }
 
-/// The query with every name and value decoded with invalid UTF-8 replaced by U+FFFD and
-/// encoded again, as werkzeug decodes.
-fn lossy(query: &str) -> String {
-    let fix = |part: &str| {
+/// The query as werkzeug would read it, encoded again: every name and value decoded (`+`
+/// is a space, invalid UTF-8 becomes U+FFFD) and percent-encoded but for letters and
+/// digits; pairs with an empty name are dropped; a name without `=` has an empty value.
+fn canonical(query: &str) -> String {
+    let decode = |part: &str| {
         let spaced = part.replace('+', " ");
-        let decoded = percent_decode_str(&spaced).decode_utf8_lossy();
-        utf8_percent_encode(&decoded, NON_ALPHANUMERIC).to_string()
+        percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
     };
     query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) => format!("{}={}", fix(name), fix(value)),
-            None => fix(pair),
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = decode(name);
+            (!name.is_empty()).then(|| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(&name, NON_ALPHANUMERIC),
+                    utf8_percent_encode(&decode(value), NON_ALPHANUMERIC)
+                )
+            })
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -168,6 +170,18 @@ mod tests {
     fn bytes_that_are_not_utf8_are_replaced() {
         let p = parse("key=K&ver=%FF%FE&count=2").unwrap();
         assert_eq!(p.ver.as_deref(), Some("\u{FFFD}\u{FFFD}"));
+        assert_eq!(
+            (p.key.as_deref(), p.count.as_deref()),
+            (Some("K"), Some("2"))
+        );
+    }
+
+    #[test]
+    fn empty_pairs_and_names_are_skipped() {
+        for q in ["&", "&&", "==", "=", "=x", "&=&"] {
+            assert_eq!(parse(q).unwrap(), Params::default(), "{q}");
+        }
+        let p = parse("=x&key=K&&count=2&").unwrap();
         assert_eq!(
             (p.key.as_deref(), p.count.as_deref()),
             (Some("K"), Some("2"))

@@ -212,6 +212,9 @@ async fn an_unusable_v3_answer_is_unavailable() {
     let cases = [
         detail(500, "Internal Server Error"),
         ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"),
+        // A proxy's refusals say nothing about the request: retry.
+        ResponseTemplate::new(429).set_body_string("<html>Too Many Requests</html>"),
+        ResponseTemplate::new(413).set_body_string("<html>Too Large</html>"),
         ResponseTemplate::new(201).set_body_string("{not json"),
         v3(201, json!({"action": "post"})),
         v3(201, json!({"action": "post", "session": {"id": "x"}})),
@@ -310,6 +313,22 @@ async fn requests_that_cannot_succeed_never_reach_v3() {
     get(&legacy, "/Node/fail?ssid=3")
         .await
         .is_json(403, json!({"msg": "Invalid duffy key"}));
+    // A key that cannot travel in a header is no key: never an anonymous call.
+    for key in ["%01", "a%0Ab", "%7F"] {
+        get(&legacy, &format!("/Inventory?key={key}"))
+            .await
+            .is_json(403, json!({"msg": "Invalid duffy key"}));
+        get(&legacy, &format!("/Node/get?key={key}&ver=9-stream"))
+            .await
+            .is_json(403, json!({"msg": "Invalid duffy key"}));
+    }
+    // Empty pairs are skipped, as werkzeug skips them.
+    get(&legacy, &format!("/Node/get?=x&&key={KEY}&ver=6&"))
+        .await
+        .is_json(
+            200,
+            json!("Failed to allocate nodes: no pool for ver=6 arch=x86_64 flavor="),
+        );
     // `key[a]` is another name, as in werkzeug: no key.
     get(&legacy, &format!("/Node/get?key[a]={KEY}&ver=9-stream"))
         .await

@@ -12,6 +12,7 @@ mod pg;
 
 mod auth;
 mod cli;
+mod client;
 mod concurrency;
 mod contextualize;
 mod jobs;
