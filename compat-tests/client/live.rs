@@ -10,7 +10,11 @@ use crate::harness::client::client_config;
 use crate::harness::{Backend, Cli, ClientHome, Duffy, Tenant};
 use crate::scenarios;
 
-scenarios!(every_subcommand_in_every_format, error_cases);
+scenarios!(
+    every_subcommand_in_every_format,
+    error_cases,
+    ours_prints_what_the_original_prints
+);
 
 /// The API URL as CI jobs configure it.
 fn api_url(duffy: &Duffy) -> String {
@@ -370,4 +374,93 @@ async fn error_cases(backend: Backend) {
         "{out}"
     );
     assert_eq!(duffy.v3_sessions(&tenant).await.len(), sessions);
+}
+
+/// Runs our `duffy client ARGS…` (json); panics unless it succeeds; the answer.
+async fn ours(user: &ClientHome, args: &[&str]) -> Value {
+    let out = user.run(Cli::Ours, &[&["client"][..], args].concat()).await;
+    out.assert_ok();
+    out.json()
+}
+
+/// Our client against the same server state as the original: sessions requested and retired
+/// with ours, then every reading subcommand in every format with both (the original in one
+/// process), stdout byte for byte; an unknown session differs only in our exit status 1
+/// and our flat `error='Not Found'`.
+async fn ours_prints_what_the_original_prints(backend: Backend) {
+    let duffy = Duffy::start(backend).await;
+    let tenant = duffy.tenant("client-both", 10).await;
+    duffy.wait_filled().await;
+    let user = ClientHome::configured(&api_url(&duffy), &tenant.name, &tenant.key);
+    let two = ours(
+        &user,
+        &[
+            "request-session",
+            "pool=c7-x86-64,quantity=2",
+            "pool=c8-x86-64,quantity=1",
+        ],
+    )
+    .await;
+    assert_eq!(two["action"], "post", "{two}");
+    let kept = two["session"]["id"].to_string();
+    let gone = ours(
+        &user,
+        &["request-session", "pool=c8-aarch64-tiny,quantity=1"],
+    )
+    .await;
+    let gone = gone["session"]["id"].to_string();
+    let retired = ours(&user, &["retire-session", &gone]).await;
+    assert_eq!(retired["session"]["active"], false, "{retired}");
+    // Let deprovisioning and the refill settle: nothing moves while both clients read.
+    duffy.wait_filled().await;
+    for _ in 0..100 {
+        let session = duffy.v3_session(&tenant, &gone).await;
+        if session["nodes"][0]["pool"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let reads: [&[&str]; 6] = [
+        &["list-pools"],
+        &["show-pool", "c8-x86-64"],
+        &["list-sessions"],
+        &["show-session", &kept],
+        &["show-session", &gone],
+        &["show-session", "999"],
+    ];
+    let runs: Vec<Vec<String>> = reads
+        .iter()
+        .flat_map(|args| {
+            FORMATS.map(|format| {
+                let head = ["client", "--format", format];
+                head.iter()
+                    .chain(args.iter())
+                    .map(|a| (*a).to_owned())
+                    .collect()
+            })
+        })
+        .collect();
+    let theirs = user.run_original_many(&runs).await;
+    for (args, theirs) in runs.iter().zip(&theirs) {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ours = user.run(Cli::Ours, &argv).await;
+        let what = format!("`duffy {}`", args.join(" "));
+        if args.last().is_some_and(|a| a == "999") {
+            assert_eq!(ours.status, Some(1), "{what}: {ours}");
+            if args[2] == "flat" {
+                assert_eq!(theirs.status, Some(1), "{what}: {theirs}");
+                assert_eq!(ours.stdout, "error='Not Found'\n", "{what}");
+                continue;
+            }
+            assert_eq!(theirs.status, Some(0), "{what}: {theirs}");
+        } else {
+            assert_eq!(theirs.status, Some(0), "{what}: {theirs}");
+            ours.assert_ok();
+        }
+        assert_eq!(
+            ours.stdout, theirs.stdout,
+            "{what}: ours and the original differ"
+        );
+    }
 }
