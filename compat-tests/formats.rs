@@ -74,6 +74,7 @@ struct Oracle {
 }
 
 impl Oracle {
+    /// Starts the script with the virtualenv's Python and checks its PyYAML version.
     fn start(venv: &Path) -> Oracle {
         let mut child = Command::new(venv.join("bin/python"))
             .args(["-c", ORACLE])
@@ -97,6 +98,7 @@ impl Oracle {
         oracle
     }
 
+    /// The next answer line.
     fn read(&mut self) -> Value {
         let mut line = String::new();
         let n = self.stdout.read_line(&mut line).unwrap();
@@ -104,6 +106,7 @@ impl Oracle {
         serde_json::from_str(&line).unwrap()
     }
 
+    /// Sends one question line and waits for its answer.
     fn ask(&mut self, question: &Value) -> Value {
         let mut line = serde_json::to_string(question).unwrap();
         line.push('\n');

@@ -32,7 +32,8 @@ pub enum Format {
 ///
 /// `click.echo` appends a newline to every format, so the YAML text, which already ends
 /// with one, is followed by an empty line. The original's list commands skip that newline
-/// when the text is empty, which only happens in the flat format (see [`flat::render`]).
+/// when the text is empty, which only happens in the flat format (`pools` or `sessions`
+/// with no line to show).
 pub fn render(format: Format, value: &Value) -> String {
     match format {
         Format::Json => json::render(value),
