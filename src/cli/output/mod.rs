@@ -5,7 +5,7 @@
 //! indent=4)`, PyYAML's `yaml.dump(…)` or its own flat formatter, and prints the result with
 //! `click.echo`, which adds a newline. Scripts parse these outputs, so each module here
 //! reproduces its Python counterpart exactly for the JSON values a server can send:
-//! [`json`] the standard library's encoder, [`yaml`] PyYAML 6.0.3's emitter, [`flat`] the
+//! `json` the standard library's encoder, `yaml` PyYAML 6.0.3's emitter, `flat` the
 //! client's `key='value'` lines.
 
 mod flat;
