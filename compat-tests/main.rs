@@ -12,6 +12,7 @@
 
 mod harness;
 
+mod formats;
 mod inventory;
 mod keys;
 mod node_done;
