@@ -15,6 +15,7 @@
 mod harness;
 
 mod client;
+mod formats;
 mod inventory;
 mod keys;
 mod node_done;

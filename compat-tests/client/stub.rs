@@ -683,7 +683,7 @@ async fn long_strings() -> Value {
     envelope("post", session)
 }
 
-/// Quotes, backslashes and shell and YAML indicator characters.
+/// Quotes, backslashes, shell and YAML indicator characters, ANSI escape sequences.
 async fn quotes() -> Value {
     let mut session = with_nodes(
         &base_session().await,
@@ -692,6 +692,8 @@ async fn quotes() -> Value {
             node("c7-x86-64", "say \"hi\".test", "127.0.0.2"),
             node("c7-x86-64", "back\\slash $(x) `y` with space", "127.0.0.3"),
             node("c7-x86-64", "tab\there", "127.0.0.4"),
+            // click.echo drops ANSI sequences on a pipe: the flat line loses them.
+            node("c7-x86-64", "ansi-\u{1b}[1mbold\u{1b}[0m.test", "127.0.0.5"),
         ],
     );
     let tricky = [

@@ -17,9 +17,15 @@
 //!   within each), then the rest in their given order;
 //! * a body with none of the five keys, or that is not an object (`TypeError: Can't
 //!   flatten`), prints nothing.
+//!
+//! `click.echo` also removes ANSI control sequences (`ESC [ … letter`) from what it
+//! prints when stdout is not a terminal, which is how scripts read it. A server's strings
+//! reach this format unescaped, so the sequences are removed here too, terminal or not.
 
 use std::cmp::Ordering;
+use std::sync::LazyLock;
 
+use regex::Regex;
 use serde_json::{Map, Value};
 
 /// The top-level keys the formatter looks for, in the order it looks for them.
@@ -57,7 +63,18 @@ pub(super) fn render(body: &Value) -> String {
     if list_command && text.is_empty() {
         text
     } else {
-        text + "\n"
+        strip_ansi(&(text + "\n"))
+    }
+}
+
+/// click 8.5's `strip_ansi`: removes CSI sequences (`ESC [`, parameter bytes `0-?`,
+/// intermediate bytes ` -/`, a final byte `@-~`), as `click.echo` does on a pipe.
+fn strip_ansi(text: &str) -> String {
+    static CSI: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new("\x1b\\[[0-?]*[ -/]*[@-~]").ok());
+    match CSI.as_ref() {
+        Some(csi) => csi.replace_all(text, "").into_owned(),
+        None => text.to_owned(),
     }
 }
 
@@ -451,6 +468,20 @@ mod tests {
         assert_eq!(render(&json!({"action": "get"})), "");
         assert_eq!(render(&json!(["pools"])), "");
         assert_eq!(render(&json!("error")), "");
+    }
+
+    #[test]
+    fn ansi_sequences_are_removed_as_click_does_on_a_pipe() {
+        // Printed by the real `duffy client --format flat show-session 5 | od -c` (a pipe).
+        let nodes = json!([{"pool": "p\u{1b}[31mred\u{1b}[0m", "hostname": "h\u{1b}]0;title\u{7}x", "ipaddr": "1\u{1b}[?25l2\u{1b}Z"}]);
+        let body = json!({"action": "get", "session": session(5, true, Value::Null, nodes)});
+        assert_eq!(
+            render(&body),
+            "session_id=5 active=TRUE created_at='2026-11-22T02:36:36Z' retired_at= pool='pred' hostname='h\u{1b}]0;title\u{7}x' ipaddr='12\u{1b}Z'\n"
+        );
+        // A sequence may run on past the closing quote: click strips the printed line.
+        let pools = json!({"pools": [{"name": "a\u{1b}[", "fill-level": 1}]});
+        assert_eq!(render(&pools), "pool_name='aill_level=1\n");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! indent=4)`, PyYAML's `yaml.dump(…)` or its own flat formatter, and prints the result with
 //! `click.echo`, which adds a newline. Scripts parse these outputs, so each module here
 //! reproduces its Python counterpart exactly for the JSON values a server can send:
-//! [`json`] the standard library's encoder, [`yaml`] PyYAML 6.0.3's emitter, [`flat`] the
+//! `json` the standard library's encoder, `yaml` PyYAML 6.0.3's emitter, `flat` the
 //! client's `key='value'` lines.
 
 mod flat;
@@ -32,7 +32,8 @@ pub enum Format {
 ///
 /// `click.echo` appends a newline to every format, so the YAML text, which already ends
 /// with one, is followed by an empty line. The original's list commands skip that newline
-/// when the text is empty, which only happens in the flat format (see [`flat::render`]).
+/// when the text is empty, which only happens in the flat format (`pools` or `sessions`
+/// with no line to show).
 pub fn render(format: Format, value: &Value) -> String {
     match format {
         Format::Json => json::render(value),
@@ -55,8 +56,7 @@ fn py_float(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "inf" } else { "-inf" }.to_owned();
     }
-    // `{:e}` gives `[-]d[.ddd]e[-]x` with the shortest round-trip digits.
-    let sci = format!("{:e}", x.abs());
+    let sci = shortest_digits(x.abs());
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
@@ -85,6 +85,29 @@ fn py_float(x: f64) -> String {
         };
         let esign = if exponent < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exponent.unsigned_abs())
+    }
+}
+
+/// `x` (not negative) as `d[.ddd]e[-]x` with the digits Python's `repr` picks: the fewest
+/// that read back as `x` and, among those, the nearest to `x`, a tie going to the even
+/// digit.
+///
+/// Rust's `{:e}` finds the fewest digits but breaks an exact tie upwards
+/// (`830458085862624.25` gives `…624.3`; Python says `…624.2`). Rust's exactly rounded
+/// `{:.N e}` breaks ties to even, so with as many digits it is Python's answer, unless
+/// that candidate does not read back (possible just above a power of two, where the
+/// interval of values that read back is narrower below `x` than above).
+fn shortest_digits(x: f64) -> String {
+    let shortest = format!("{x:e}");
+    let mantissa = shortest
+        .split_once('e')
+        .map_or(shortest.as_str(), |(m, _)| m);
+    let significant = mantissa.chars().filter(char::is_ascii_digit).count();
+    let nearest = format!("{:.*e}", significant.saturating_sub(1), x);
+    if nearest.parse::<f64>() == Ok(x) {
+        nearest
+    } else {
+        shortest
     }
 }
 
@@ -128,6 +151,12 @@ mod tests {
             (2.0 / 3.0, "0.6666666666666666"),
             (-1e-7, "-1e-07"),
             (9007199254740993.0, "9007199254740992.0"),
+            // Exactly halfway between two shortest candidates: Python rounds to even.
+            (830458085862624.0 + 0.25, "830458085862624.2"),
+            (1324157845642657.0 + 0.25, "1324157845642657.2"),
+            (-2016887976090924.0 - 0.25, "-2016887976090924.2"),
+            (1e23, "1e+23"),
+            (9.5e-5, "9.5e-05"),
         ];
         for (x, want) in cases {
             assert_eq!(py_float(*x), *want, "repr({x:e})");

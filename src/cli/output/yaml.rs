@@ -42,6 +42,7 @@ struct Scalar {
 }
 
 impl Scalar {
+    /// `represent_str`.
     fn string(s: &str) -> Self {
         Self {
             text: s.chars().collect(),
@@ -82,8 +83,6 @@ struct Emitter {
     /// The current indentation; `None` before the root collection opens.
     indent: Option<usize>,
     indents: Vec<Option<usize>>,
-    /// Only empty collections are written in flow style, and hold no scalar.
-    flow_level: usize,
     root_context: bool,
     mapping_context: bool,
     simple_key_context: bool,
@@ -121,12 +120,8 @@ impl Emitter {
             Value::Bool(b) => self.scalar(&Scalar::other(if *b { "true" } else { "false" })),
             Value::Number(n) => self.scalar(&Scalar::other(&number(n))),
             Value::String(s) => self.scalar(&Scalar::string(s)),
-            Value::Array(items) if items.is_empty() || self.flow_level > 0 => {
-                self.empty_flow("[", "]");
-            }
-            Value::Object(map) if map.is_empty() || self.flow_level > 0 => {
-                self.empty_flow("{", "}");
-            }
+            Value::Array(items) if items.is_empty() => self.empty_flow("[", "]"),
+            Value::Object(map) if map.is_empty() => self.empty_flow("{", "}"),
             Value::Array(items) => self.block_sequence(items),
             Value::Object(map) => {
                 // represent_mapping with sort_keys: Python compares str by code point,
@@ -138,13 +133,10 @@ impl Emitter {
         }
     }
 
-    /// `expect_flow_sequence` / `expect_flow_mapping` for an empty collection.
+    /// `expect_flow_sequence` / `expect_flow_mapping` for an empty collection: `[]`, `{}`
+    /// (the only flow collections, so no scalar is ever in flow context).
     fn empty_flow(&mut self, open: &str, close: &str) {
         self.write_indicator(open, true, true, false);
-        self.flow_level += 1;
-        self.increase_indent(true, false);
-        self.pop_indent();
-        self.flow_level -= 1;
         self.write_indicator(close, false, false, false);
     }
 
