@@ -230,14 +230,18 @@ fn shown(answer: &Answer) -> Result<(Value, bool), CliError> {
     if status.is_success() {
         return Err(CliError::Response(status.to_string()));
     }
-    let detail = match body {
+    let error = match body {
+        // The original's error model keeps extra keys, after `detail`.
         Some(Value::Object(mut map)) if map.contains_key("detail") => {
-            map.remove("detail").unwrap_or(Value::Null)
+            let mut error = serde_json::Map::new();
+            error.insert("detail".into(), map.remove("detail").unwrap_or(Value::Null));
+            error.extend(map);
+            Value::Object(error)
         }
-        Some(other) => other,
-        None => Value::String(String::from_utf8_lossy(&answer.body).into_owned()),
+        Some(other) => json!({ "detail": other }),
+        None => json!({"detail": String::from_utf8_lossy(&answer.body)}),
     };
-    Ok((json!({"error": {"detail": detail}}), false))
+    Ok((json!({ "error": error }), false))
 }
 
 #[cfg(test)]
@@ -292,9 +296,12 @@ mod tests {
             serde_json::to_string(&v).unwrap(),
             r#"{"action":"post","b":1}"#
         );
-        let (v, ok) = shown(&answer(404, 200, r#"{"detail":"Not Found","x":1}"#)).unwrap();
+        let (v, ok) = shown(&answer(404, 200, r#"{"x":1,"detail":"Not Found"}"#)).unwrap();
         assert!(!ok);
-        assert_eq!(v, json!({"error": {"detail": "Not Found"}}));
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"error":{"detail":"Not Found","x":1}}"#
+        );
         let (v, _) = shown(&answer(422, 201, r#"{"detail":[{"loc":["body"]}]}"#)).unwrap();
         assert_eq!(v, json!({"error": {"detail": [{"loc": ["body"]}]}}));
         let (v, _) = shown(&answer(502, 200, "<html>Bad Gateway</html>")).unwrap();
