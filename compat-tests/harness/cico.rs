@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -117,18 +116,8 @@ impl Cico {
 
     /// A command with this client's isolated environment.
     fn command(&self, program: PathBuf) -> Command {
-        let home = self.home.path();
-        let mut command = Command::new(program);
-        command
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("LANG", "C.UTF-8")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(home)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        let mut command = super::isolated(program, self.home.path());
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 }

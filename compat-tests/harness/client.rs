@@ -130,19 +130,8 @@ impl ClientHome {
 
     /// A command with this user's isolated environment.
     fn command(&self, program: PathBuf) -> Command {
-        let home = self.home.path();
-        let mut command = Command::new(program);
-        command
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("LANG", "C.UTF-8")
-            .current_dir(home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = super::isolated(program, self.home.path());
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command
     }
 }

@@ -12,6 +12,22 @@ pub use cico::Cico;
 pub use client::{Cli, ClientHome};
 pub use server::{Backend, Duffy, Tenant, hostnames, postgres_url};
 
+/// A client process isolated in `home`: its own `HOME` and `XDG_CONFIG_HOME`, nothing else
+/// from the machine's environment but a minimal `PATH`, no stdin, killed with its handle.
+pub fn isolated(program: std::path::PathBuf, home: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("LANG", "C.UTF-8")
+        .current_dir(home)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 /// Whether `DUFFY_SKIP_REAL_CLIENTS` asks to skip the compat tests; says so when it does.
 pub fn skipped() -> bool {
     let skip = std::env::var("DUFFY_SKIP_REAL_CLIENTS").is_ok_and(|v| !v.is_empty() && v != "0");
