@@ -23,6 +23,7 @@ pub use duration::{
     DurationError, parse_api_duration, parse_config_duration, parse_config_duration_str,
     python_timedelta, seconds_json,
 };
+pub use model::DEFAULT_ANSIBLE_TIMEOUT;
 pub use model::{
     AnsibleConfig, AppConfig, ClientAuth, ClientConfig, Config, DatabaseConfig, Deadlines,
     Defaults, InvalidLogLevel, LogLevel, MechanismConfig, MetaclientConfig, NodePools, NoopConfig,
