@@ -631,6 +631,58 @@ mod tests {
     }
 
     #[test]
+    fn the_production_example_loads_with_ansible_pools() {
+        let text = include_str!("../../config/production.yaml");
+        let loaded = from_yaml_str(text, "production.yaml").unwrap();
+        let pools: Vec<_> = loaded.config.nodepools.concrete().collect();
+        assert_eq!(pools.len(), 3);
+        for pool in &pools {
+            let Some(MechanismConfig::Ansible(a)) = &pool.mechanism else {
+                panic!("{}: not ansible", pool.name);
+            };
+            assert_eq!(a.topdir, PathBuf::from("config/playbooks"));
+            assert!(pool.contextualize, "{}", pool.name);
+        }
+        let metal = loaded
+            .config
+            .nodepools
+            .get("physical-centos9s-aarch64")
+            .unwrap();
+        match &metal.mechanism {
+            Some(MechanismConfig::Ansible(a)) => {
+                assert!(a.deprovision.is_none());
+                assert_eq!(a.timeout, DEFAULT_ANSIBLE_TIMEOUT);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!metal.run_parallel);
+        let vm = loaded
+            .config
+            .nodepools
+            .get("virtual-centos9s-x86_64-small")
+            .unwrap();
+        match &vm.mechanism {
+            Some(MechanismConfig::Ansible(a)) => {
+                assert_eq!(a.timeout, std::time::Duration::from_secs(600));
+                assert_eq!(a.program, PathBuf::from("ansible-playbook"));
+                assert_eq!(a.provision.as_ref().unwrap().playbook, "provision.yml");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_ansible_timeout_must_be_positive() {
+        for bad in ["0", "-5"] {
+            let yaml = format!(
+                "nodepools: {{concrete: {{a: {{mechanism: {{type: ansible, ansible: {{topdir: /t, timeout: {bad}}}}}}}}}}}"
+            );
+            let e = from_yaml_str(&yaml, "t.yaml").unwrap_err().to_string();
+            assert!(e.contains("mechanism.ansible.timeout"), "{e}");
+        }
+    }
+
+    #[test]
     fn embedded_default_is_valid_yaml_for_from_yaml_str() {
         let loaded = from_yaml_str(EMBEDDED_DEFAULT, "default.yaml").unwrap();
         assert!(!loaded.embedded);
