@@ -247,6 +247,80 @@ async fn a_playbook_pool_fills_serves_deprovisions_and_refills(backend: Backend)
     assert_eq!(app.levels("metal").await["ready"], 1);
 }
 
+/// A bare-metal pool that reuses registered machines and reinstalls them with the example
+/// playbooks.
+fn reuse_config(program: &Path) -> String {
+    let (examples, _) = topdirs();
+    format!(
+        r#"
+defaults: {{session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}}
+nodepools:
+  concrete:
+    metal:
+      contextualize: false
+      architecture: aarch64
+      reuse-nodes: {{architecture: "{{{{ architecture }}}}"}}
+      fill-level: 1
+      mechanism:
+        type: ansible
+        ansible:
+          ansible-playbook: {program}
+          topdir: {examples}
+          extra-vars: {{pool_name: "{{{{ name }}}}", flavor: metal}}
+          provision: {{playbook: provision.yml}}
+          deprovision: {{playbook: deprovision.yml}}
+"#,
+        program = program.display()
+    )
+}
+
+async fn a_reusable_machine_is_reinstalled_and_returned_unused(backend: Backend) {
+    let Some(program) = ansible_playbook().await else {
+        return;
+    };
+    let app = spawn_app_unfilled(backend, &reuse_config(&program)).await;
+    let body = json!({"hostname": "m1.lab.test", "ipaddr": "192.0.2.1", "data": {"architecture": "aarch64"}});
+    let added = app.post("/api/v1/nodes", app.admin_auth(), &body).await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let id = added.body["node"]["id"].as_i64().unwrap();
+    app.fill().await;
+    let node = app
+        .get(&format!("/api/v1/nodes/{id}"), app.admin_auth())
+        .await
+        .body["node"]
+        .clone();
+    assert_eq!(node["state"], "ready", "{node}");
+    assert_eq!(
+        (node["hostname"].as_str(), node["ipaddr"].as_str()),
+        (Some("m1.lab.test"), Some("192.0.2.1")),
+        "{node}"
+    );
+    assert_eq!(
+        node["data"]["provision"],
+        json!({"id": id, "hostname": "m1.lab.test", "ipaddr": "192.0.2.1", "flavor": "metal"})
+    );
+
+    let s = app.request_session(app.admin_auth(), "metal", 1).await;
+    assert_eq!(s.status, 201, "{}", s.text);
+    app.retire(app.admin_auth(), s.session_id()).await;
+    let report = app.deprovision().await;
+    assert_eq!((report.returned, report.failed), (1, 0));
+    let node = app
+        .get(&format!("/api/v1/nodes/{id}"), app.admin_auth())
+        .await
+        .body["node"]
+        .clone();
+    assert_eq!(node["state"], "unused", "{node}");
+    assert_eq!(node["data"], json!({"architecture": "aarch64"}), "{node}");
+
+    app.fill().await;
+    assert_eq!(
+        app.levels("metal").await["ready"],
+        1,
+        "the pool takes it again"
+    );
+}
+
 /// Pools whose playbooks fail, hang or come back short, and one whose deprovisioning fails.
 fn misbehaving_config(program: &Path) -> String {
     let (examples, fixtures) = topdirs();
@@ -368,7 +442,55 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
     );
 }
 
+/// A run whose future is dropped (as at shutdown) takes its whole process tree with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_kills_its_processes() {
+    let Some(program) = ansible_playbook().await else {
+        return;
+    };
+    let (_, fixtures) = topdirs();
+    let vars = json!({"hang_seconds": 98.5, "duffy_in": {"nodes": []}});
+    let run = duffy::mechanisms::ansible::runner::Run {
+        program: &program,
+        topdir: Path::new(&fixtures),
+        playbook: "hang.yml",
+        extra_vars: &vars,
+        timeout: std::time::Duration::from_secs(600),
+        pool: "dropped",
+    };
+    let mut hanging = false;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let run = run.duffy_out();
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                r = &mut run => break Some(r),
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    if process_running("sleep 98.5") {
+                        hanging = true;
+                        break None;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(outcome, Ok(None)) && hanging,
+        "the playbook reached its sleep: {outcome:?}"
+    );
+    // the run's future is gone now
+    for _ in 0..40 {
+        if !process_running("sleep 98.5") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the dropped run's processes are still running");
+}
+
 both_backends!(
     a_playbook_pool_fills_serves_deprovisions_and_refills,
+    a_reusable_machine_is_reinstalled_and_returned_unused,
     failing_hanging_and_short_playbooks_leave_consistent_state,
 );

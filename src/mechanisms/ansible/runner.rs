@@ -160,6 +160,8 @@ impl Run<'_> {
             program: self.program.display().to_string(),
             source,
         })?;
+        // Should this future be dropped (shutdown), the run's processes go with it.
+        let mut guard = TreeGuard(child.id());
         let stdout = child.stdout.take().map(|s| tokio::spawn(read_all(s)));
         let stderr = child.stderr.take().map(|s| tokio::spawn(read_all(s)));
         let status = match tokio::time::timeout(self.timeout, child.wait()).await {
@@ -175,11 +177,32 @@ impl Run<'_> {
                 None
             }
         };
+        guard.0 = None;
         Ok(Ended {
             status,
             stdout: drain(stdout).await,
             stderr: drain(stderr).await,
         })
+    }
+}
+
+/// Kills a run's process tree when dropped while still armed (holding the child's pid).
+struct TreeGuard(Option<u32>);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        let Some(pid) = self.0 else {
+            return;
+        };
+        let targets = tree_targets(pid);
+        let _ = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .args(&targets)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -203,8 +226,7 @@ async fn prepare(plugins: &Path, vars_file: &Path, extra_vars: &Value) -> std::i
 /// killed. The child is then reaped.
 async fn kill_group(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let mut targets = vec![format!("-{pid}")];
-        targets.extend(descendants(pid).into_iter().map(|p| p.to_string()));
+        let targets = tree_targets(pid);
         // No `libc` (unsafe code is forbidden here): the `kill` utility sends the signals.
         let _ = Command::new("kill")
             .arg("-KILL")
@@ -217,6 +239,13 @@ async fn kill_group(child: &mut tokio::process::Child) {
             .await;
     }
     let _ = child.kill().await;
+}
+
+/// `kill` arguments for a run's whole tree: its process group and every descendant.
+fn tree_targets(pid: u32) -> Vec<String> {
+    let mut targets = vec![format!("-{pid}")];
+    targets.extend(descendants(pid).into_iter().map(|p| p.to_string()));
+    targets
 }
 
 /// The processes below `root` (children, grandchildren, …) as `/proc` shows them now.
