@@ -329,3 +329,45 @@ pub fn resolve_program(program: &Path) -> Option<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_whole_tree_is_found_and_killed() {
+        // a child in a new session, as Ansible's workers are, with a grandchild of its own
+        let mut child = Command::new("sh")
+            .args(["-c", "setsid sh -c 'sleep 31.5' & wait"])
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = descendants(pid);
+            if found.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(found.len() >= 2, "{found:?}");
+        kill_group(&mut child).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for p in found {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            assert!(matches!(state, None | Some("Z")), "{p} still runs: {stat}");
+        }
+    }
+
+    #[test]
+    fn a_program_resolves_on_path_or_as_given() {
+        assert!(resolve_program(Path::new("sh")).is_some());
+        assert!(resolve_program(Path::new("/nonexistent/ansible-playbook")).is_none());
+        assert!(resolve_program(Path::new("duffy-no-such-program")).is_none());
+    }
+}
