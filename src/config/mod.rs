@@ -672,6 +672,18 @@ mod tests {
     }
 
     #[test]
+    fn a_child_pool_can_drop_the_inherited_deprovision_playbook() {
+        let yaml = "nodepools:\n  abstract:\n    base: {mechanism: {type: ansible, ansible: {topdir: /t, provision: {playbook: p.yml}, deprovision: {playbook: d.yml}}}}\n  concrete:\n    metal: {extends: base, fill-level: 1, mechanism: {ansible: {deprovision: null}}}\n    vm: {extends: base, fill-level: 1}\n";
+        let loaded = from_yaml_str(yaml, "t.yaml").unwrap();
+        let deprovision = |name: &str| match &loaded.config.nodepools.get(name).unwrap().mechanism {
+            Some(MechanismConfig::Ansible(a)) => a.deprovision.as_ref().map(|d| d.playbook.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(deprovision("metal"), None);
+        assert_eq!(deprovision("vm").as_deref(), Some("d.yml"));
+    }
+
+    #[test]
     fn an_ansible_timeout_must_be_positive() {
         for bad in ["0", "-5"] {
             let yaml = format!(

@@ -144,7 +144,7 @@ impl Run<'_> {
             .arg(format!("@{}", vars_file.display()))
             .current_dir(self.topdir)
             .env("ANSIBLE_STDOUT_CALLBACK", CALLBACK_NAME)
-            .env("ANSIBLE_CALLBACK_PLUGINS", plugins)
+            .env("ANSIBLE_CALLBACK_PLUGINS", callback_path(plugins))
             .env("DUFFY_ANSIBLE_EVENTS", events_file)
             .env("ANSIBLE_NOCOLOR", "1")
             .env("ANSIBLE_FORCE_COLOR", "0")
@@ -211,6 +211,17 @@ struct Ended {
     status: Option<ExitStatus>,
     stdout: String,
     stderr: String,
+}
+
+/// `ANSIBLE_CALLBACK_PLUGINS` for a run: our plugin's folder first, then whatever the
+/// server's environment already names (so site callbacks stay loadable).
+fn callback_path(plugins: &Path) -> std::ffi::OsString {
+    let mut path = plugins.as_os_str().to_owned();
+    if let Some(existing) = std::env::var_os("ANSIBLE_CALLBACK_PLUGINS").filter(|p| !p.is_empty()) {
+        path.push(":");
+        path.push(existing);
+    }
+    path
 }
 
 /// Writes the callback plugin and the extra-vars file.
