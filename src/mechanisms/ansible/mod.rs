@@ -43,11 +43,14 @@ pub struct Ansible {
 }
 
 impl Ansible {
-    /// Sets up the mechanism; warns (without failing) when `ansible-playbook` is not found,
-    /// so a server can start before Ansible is installed.
+    /// Sets up the mechanism; warns (without failing) when `ansible-playbook` or `topdir` is
+    /// not found, so a server can start before its playbooks are installed.
     pub fn new(pool: &str, config: &AnsibleConfig) -> Self {
         if runner::resolve_program(&config.program).is_none() {
             tracing::warn!(pool.name = %pool, program = %config.program.display(), "pool {pool}: {} not found; its playbook runs will fail until it is installed", config.program.display());
+        }
+        if !config.topdir.is_dir() {
+            tracing::warn!(pool.name = %pool, topdir = %config.topdir.display(), "pool {pool}: topdir {} is not a directory; its playbook runs will fail", config.topdir.display());
         }
         Ansible {
             config: config.clone(),
