@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::config::SshConfig;
+
 /// The line that separates the node's own keys from the tenant's.
 pub const MARKER: &str = "### DUFFY tenant credentials";
 
@@ -46,19 +48,28 @@ pub struct Ssh {
     pub authorized_keys: String,
     /// Upper bound on each ssh run.
     pub timeout: Duration,
-    /// Extra `-o` options (tests add an identity file here).
+    /// Extra `-o` options, given before the original's so that they win (ssh keeps the first
+    /// value it reads for an option).
     pub extra_options: Vec<String>,
 }
 
 impl Default for Ssh {
+    /// The original Duffy's settings: `/usr/bin/ssh` as root on port 22.
     fn default() -> Self {
+        Ssh::from_config(&SshConfig::default())
+    }
+}
+
+impl Ssh {
+    /// The contextualizer that `app.ssh` describes.
+    pub fn from_config(config: &SshConfig) -> Self {
         Ssh {
-            command: "/usr/bin/ssh".into(),
-            user: "root".into(),
-            port: 22,
-            authorized_keys: "~root/.ssh/authorized_keys".into(),
-            timeout: Duration::from_secs(60),
-            extra_options: Vec::new(),
+            command: config.command.clone(),
+            user: config.user.clone(),
+            port: config.port,
+            authorized_keys: config.authorized_keys.clone(),
+            timeout: config.timeout,
+            extra_options: config.options.clone(),
         }
     }
 }
@@ -91,11 +102,11 @@ impl Ssh {
     ) -> Result<(), ContextError> {
         let mut cmd = Command::new(&self.command);
         cmd.arg("-q").arg("-p").arg(self.port.to_string());
-        for option in SSH_OPTIONS
+        for option in self
+            .extra_options
             .iter()
-            .copied()
-            .map(str::to_owned)
-            .chain(self.extra_options.iter().cloned())
+            .map(String::as_str)
+            .chain(SSH_OPTIONS.iter().copied())
         {
             cmd.arg("-o").arg(option);
         }
