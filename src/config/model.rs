@@ -265,6 +265,27 @@ pub struct TasksConfig {
     pub expire_sessions_interval: StdDuration,
     /// `tasks.deadlines` (extension).
     pub deadlines: Deadlines,
+    /// `tasks.fill-backoff` (extension): how long a pool whose provisioning failed is left
+    /// alone; the delay starts at `min`, doubles with each failure in a row, up to `max`.
+    pub fill_backoff: FillBackoff,
+}
+
+/// `tasks.fill-backoff.{min,max}` (extension), default 10 s and 15 min.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillBackoff {
+    /// The delay after the first failure.
+    pub min: StdDuration,
+    /// The longest delay.
+    pub max: StdDuration,
+}
+
+impl Default for FillBackoff {
+    fn default() -> Self {
+        FillBackoff {
+            min: StdDuration::from_secs(10),
+            max: StdDuration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Extension keys tasks.deadlines.{provisioning,contextualizing,deprovisioning}: how long a node may stay in a transient state.
@@ -886,6 +907,15 @@ struct RawTasks {
     locking: Option<FreeMapping>,
     periodic: Option<RawPeriodic>,
     deadlines: Option<RawDeadlines>,
+    #[serde(rename = "fill-backoff")]
+    fill_backoff: Option<RawFillBackoff>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with min and max")]
+struct RawFillBackoff {
+    min: Option<Dur>,
+    max: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -1169,7 +1199,7 @@ fn build_tasks(
     raw: Option<RawTasks>,
     warnings: &mut Vec<String>,
 ) -> Result<TasksConfig, FieldError> {
-    let (periodic, deadlines) = match raw {
+    let (periodic, deadlines, backoff) = match raw {
         Some(t) => {
             if t.celery.is_some() {
                 warnings.push(
@@ -1183,10 +1213,25 @@ fn build_tasks(
                         .to_owned(),
                 );
             }
-            (t.periodic, t.deadlines)
+            (t.periodic, t.deadlines, t.fill_backoff)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
+    let defaults = FillBackoff::default();
+    let backoff_at = |value: Option<Dur>, default: StdDuration, key: &str| match value {
+        None => Ok(default),
+        Some(Dur(d)) => positive_std(d, &["tasks", "fill-backoff", key]),
+    };
+    let fill_backoff = FillBackoff {
+        min: backoff_at(backoff.as_ref().and_then(|b| b.min), defaults.min, "min")?,
+        max: backoff_at(backoff.as_ref().and_then(|b| b.max), defaults.max, "max")?,
+    };
+    if fill_backoff.max < fill_backoff.min {
+        return Err(FieldError::new(
+            path(&["tasks", "fill-backoff", "max"]),
+            "max must not be below min",
+        ));
+    }
     let fill_pools_interval = interval(
         periodic.as_ref().and_then(|p| p.fill_pools.as_ref()),
         &["tasks", "periodic", "fill-pools", "interval"],
@@ -1219,6 +1264,7 @@ fn build_tasks(
                 &["tasks", "deadlines", "deprovisioning"],
             )?,
         },
+        fill_backoff,
     })
 }
 
@@ -1322,6 +1368,19 @@ mod tests {
             Ok(_) => panic!("expected an error for {text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn fill_backoff_has_defaults_and_is_validated() {
+        let (c, _) = build_str("{}").unwrap();
+        assert_eq!(c.tasks.fill_backoff, FillBackoff::default());
+        let (c, _) = build_str("tasks: {fill-backoff: {min: 0.5, max: 1m}}").unwrap();
+        assert_eq!(c.tasks.fill_backoff.min, StdDuration::from_millis(500));
+        assert_eq!(c.tasks.fill_backoff.max, StdDuration::from_secs(60));
+        assert!(err("tasks: {fill-backoff: {min: 0}}").contains("tasks.fill-backoff.min"));
+        assert!(
+            err("tasks: {fill-backoff: {min: 1h, max: 1m}}").contains("tasks.fill-backoff.max")
+        );
     }
 
     #[test]

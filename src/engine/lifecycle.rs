@@ -157,6 +157,10 @@ impl Engine {
             {
                 continue;
             }
+            if self.pool_backoff().is_backing_off(&pool.name) {
+                tracing::debug!(pool.name = %pool.name, "pool {} is backing off after failed provisioning; not filling it yet", pool.name);
+                continue;
+            }
             let nodes = self.claim_pool_fill(pool, i64::from(fill_level)).await?;
             if !nodes.is_empty() {
                 tracing::info!(pool.name = %pool.name, nodes.count = nodes.len(), "pool {} below its fill level; provisioning {} node(s)", pool.name, nodes.len());
@@ -244,11 +248,13 @@ impl Engine {
         let pool = self.config().nodepools.get(&batch.pool);
         let mechanism = self.mechanisms().get(&batch.pool);
         let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
+        let mut mechanism_error = None;
         let entries = match (pool, mechanism) {
             (Some(pool), Some(mechanism)) => match mechanism.provision(pool, &inputs).await {
                 Ok(entries) => entries,
                 Err(e) => {
                     tracing::warn!(pool.name = %batch.pool, nodes.count = inputs.len(), error = %e, "pool {}: provisioning failed: {e}", batch.pool);
+                    mechanism_error = Some(e.to_string());
                     Vec::new()
                 }
             },
@@ -280,7 +286,31 @@ impl Engine {
         if report.ready > 0 {
             tracing::info!(pool.name = %batch.pool, nodes.ready = report.ready, nodes.dropped = report.dropped, nodes.failed = report.failed, "pool {}: {} node(s) ready", batch.pool, report.ready);
         }
+        if pool.is_some() {
+            self.record_round(&batch.pool, &report, mechanism_error);
+        }
         report
+    }
+
+    /// Feeds a provisioning round into the pool's backoff: a round that delivered no node
+    /// is a failure, one that delivered any clears the backoff.
+    fn record_round(&self, pool: &str, report: &ProvisionReport, error: Option<String>) {
+        if report.ready > 0 {
+            if let Some(was) = self.pool_backoff().succeeded(pool) {
+                tracing::info!(pool.name = %pool, pool.failures = was.failures, "pool {pool}: provisioning works again after {} failed round(s)", was.failures);
+            }
+            return;
+        }
+        if report.dropped + report.failed == 0 {
+            return;
+        }
+        let error = error.unwrap_or_else(|| "the mechanism delivered no node".to_owned());
+        let (failing, counted) = self.pool_backoff().failed(pool, &error);
+        if counted {
+            tracing::warn!(pool.name = %pool, pool.failures = failing.failures, backoff.secs = failing.delay.as_secs_f64(), "pool {pool}: provisioning failed {} time(s) in a row; backing off for {:?}", failing.failures, failing.delay);
+            // The fill job re-arms its timer for the retry.
+            self.wakers().fill(Some(&[pool.to_owned()]));
+        }
     }
 
     /// Makes a node ready with what the mechanism returned for it.

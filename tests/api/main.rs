@@ -11,6 +11,7 @@ mod helpers;
 mod pg;
 
 mod auth;
+mod backoff;
 mod cli;
 mod client;
 mod concurrency;

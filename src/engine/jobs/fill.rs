@@ -9,6 +9,14 @@ use super::ERROR_PAUSE;
 use crate::engine::lifecycle::ProvisionReport;
 use crate::engine::{Engine, EngineError, FillScope};
 
+/// Sleeps until `at`; forever without it.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The fill job.
 pub struct FillPools {
     engine: Arc<Engine>,
@@ -46,6 +54,8 @@ impl FillPools {
                 _ = token.cancelled() => break,
                 _ = timer.tick() => FillScope::All,
                 _ = self.engine.wakers().fill.notified() => self.engine.wakers().take_fill_scope(),
+                // A pool that failed is retried when its backoff is over.
+                _ = until(self.engine.pool_backoff().next_retry()) => FillScope::All,
             };
             if scope == FillScope::Nothing {
                 continue;
