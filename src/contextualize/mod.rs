@@ -182,6 +182,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_command_line_has_the_configured_settings_and_extra_options_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = dir.path().join("args");
+        let script = dir.path().join("fake-ssh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\ncat > /dev/null\n",
+                args.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let ssh = Ssh::from_config(&SshConfig {
+            command: script.display().to_string(),
+            user: "duffy".into(),
+            port: 2222,
+            authorized_keys: "/srv/keys".into(),
+            timeout: Duration::from_secs(10),
+            options: vec!["ConnectionAttempts=1".into()],
+        });
+        ssh.decontextualize("192.0.2.7").await.unwrap();
+        let text = std::fs::read_to_string(&args).unwrap();
+        let argv: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &argv[..5],
+            ["-q", "-p", "2222", "-o", "ConnectionAttempts=1"]
+        );
+        assert_eq!(argv[6], "CheckHostIP=no", "the original's options follow");
+        assert_eq!(
+            &argv[argv.len() - 2..],
+            [
+                "duffy@192.0.2.7",
+                "sed -i -n '/### DUFFY tenant credentials/q;p' /srv/keys"
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn a_failing_ssh_is_an_error_and_a_hanging_one_is_killed() {
         let failing = Ssh {
             command: "false".into(),
