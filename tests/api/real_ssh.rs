@@ -11,12 +11,15 @@ use crate::sshd::Sshd;
 
 /// A pool whose noop nodes get the addresses 127.0.0.2, 127.0.0.3, … by id.
 fn config(sshd: &Sshd, fill_level: u32) -> String {
+    config_with(&sshd.app_config(), fill_level)
+}
+
+fn config_with(app: &str, fill_level: u32) -> String {
     format!(
-        "{}\ndefaults: {{session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}}\n\
+        "{app}\ndefaults: {{session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}}\n\
          nodepools:\n  concrete:\n    ctx:\n      mechanism: {{type: noop, noop: \
          {{ipaddr: \"127.0.0.{{{{ id + 1 }}}}\"}}}}\n      contextualize: true\n      \
-         fill-level: {fill_level}\n",
-        sshd.app_config()
+         fill-level: {fill_level}\n"
     )
 }
 
@@ -120,7 +123,53 @@ async fn a_node_whose_ssh_fails_is_replaced_until_none_is_left(backend: Backend)
     );
 }
 
+async fn a_node_whose_ssh_hangs_is_cut_off_and_replaced(backend: Backend) {
+    // 127.0.0.2 accepts connections and never answers; 127.0.0.3 has the sshd.
+    let Some(sshd) = Sshd::start(&["127.0.0.3"]) else {
+        return;
+    };
+    let silent = tokio::net::TcpListener::bind(("127.0.0.2", sshd.port))
+        .await
+        .unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = start_custom(
+        TestDb::new(backend).await,
+        load_config(&config_with(&sshd.app_config_with_timeout("1s"), 2)),
+        false,
+        true,
+        None,
+        Vec::new(),
+    )
+    .await;
+    let (_, key) = app.tenant("t", None).await;
+    let started = std::time::Instant::now();
+    let a = app.request_session(Auth::Basic("t", &key), "ctx", 1).await;
+    held.abort();
+    assert_eq!(a.status, 201, "{}\nsshd: {}", a.text, sshd.log());
+    assert_eq!(a.body["session"]["nodes"][0]["ipaddr"], "127.0.0.3");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "the hanging ssh was killed at its timeout, not waited for ({:?})",
+        started.elapsed()
+    );
+    let failed = store::nodes::in_state(app.engine.db(), NodeState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].ipaddr.as_deref(), Some("127.0.0.2"));
+    assert_eq!(
+        sshd.keys(),
+        format!("{}{MARKER}\nssh-ed25519 AAAA t\n", sshd.initial_keys)
+    );
+}
+
 both_backends!(
+    a_node_whose_ssh_hangs_is_cut_off_and_replaced,
     the_tenant_key_comes_with_the_node_and_goes_with_it,
     a_node_whose_ssh_fails_is_replaced_until_none_is_left,
 );

@@ -237,9 +237,14 @@ impl Sshd {
 
     /// The `app.ssh` section pointing Duffy at this server.
     pub fn app_config(&self) -> String {
+        self.app_config_with_timeout("30s")
+    }
+
+    /// The same, with another bound on each ssh run.
+    pub fn app_config_with_timeout(&self, timeout: &str) -> String {
         format!(
             "app:\n  ssh:\n    user: {user}\n    port: {port}\n    authorized-keys: {keys}\n    \
-             timeout: 30s\n    options:\n      - IdentityFile={id}\n      - IdentitiesOnly=yes\n      \
+             timeout: {timeout}\n    options:\n      - IdentityFile={id}\n      - IdentitiesOnly=yes\n      \
              - BatchMode=yes\n      - ConnectionAttempts=1\n      - ConnectTimeout=10\n      \
              - GlobalKnownHostsFile=/dev/null\n",
             user = self.user,
