@@ -43,6 +43,17 @@ pub struct ProvisionReport {
     pub failed: usize,
 }
 
+impl ProvisionReport {
+    /// The sum of two reports.
+    pub fn plus(&self, other: &ProvisionReport) -> ProvisionReport {
+        ProvisionReport {
+            ready: self.ready + other.ready,
+            dropped: self.dropped + other.dropped,
+            failed: self.failed + other.failed,
+        }
+    }
+}
+
 /// How a deprovisioning run ended, per node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeprovisionReport {
@@ -245,6 +256,40 @@ impl Engine {
     /// entries pair with nodes by position, and only an entry with an `ipaddr` makes a node
     /// ready.
     pub async fn provision(&self, batch: Batch) -> ProvisionReport {
+        self.provision_run(batch).await.0
+    }
+
+    /// Runs a fill round's runs concurrently, then feeds each pool's outcome into its
+    /// backoff: a pool none of whose runs delivered a node failed, one that got any node
+    /// works (so a partial failure of parallel runs does not pause the pool).
+    pub async fn provision_round(&self, runs: Vec<Batch>) -> ProvisionReport {
+        let pools: Vec<String> = runs.iter().map(|r| r.pool.clone()).collect();
+        let outcomes =
+            futures::future::join_all(runs.into_iter().map(|run| self.provision_run(run))).await;
+        let mut by_pool: Vec<(String, ProvisionReport, Option<String>)> = Vec::new();
+        let mut total = ProvisionReport::default();
+        for (pool, (report, error)) in pools.into_iter().zip(outcomes) {
+            total = total.plus(&report);
+            match by_pool.iter_mut().find(|(name, _, _)| *name == pool) {
+                Some((_, sum, last_error)) => {
+                    *sum = sum.plus(&report);
+                    if error.is_some() {
+                        *last_error = error;
+                    }
+                }
+                None => by_pool.push((pool, report, error)),
+            }
+        }
+        for (pool, report, error) in by_pool {
+            if self.concrete_pool(&pool).is_some() {
+                self.record_round(&pool, &report, error);
+            }
+        }
+        total
+    }
+
+    /// [`Engine::provision`], also returning the mechanism's error when it failed as a whole.
+    async fn provision_run(&self, batch: Batch) -> (ProvisionReport, Option<String>) {
         let pool = self.config().nodepools.get(&batch.pool);
         let mechanism = self.mechanisms().get(&batch.pool);
         let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
@@ -286,13 +331,10 @@ impl Engine {
         if report.ready > 0 {
             tracing::info!(pool.name = %batch.pool, nodes.ready = report.ready, nodes.dropped = report.dropped, nodes.failed = report.failed, "pool {}: {} node(s) ready", batch.pool, report.ready);
         }
-        if pool.is_some() {
-            self.record_round(&batch.pool, &report, mechanism_error);
-        }
-        report
+        (report, mechanism_error)
     }
 
-    /// Feeds a provisioning round into the pool's backoff: a round that delivered no node
+    /// Feeds a pool's provisioning round into its backoff: a round that delivered no node
     /// is a failure, one that delivered any clears the backoff.
     fn record_round(&self, pool: &str, report: &ProvisionReport, error: Option<String>) {
         if report.ready > 0 {

@@ -18,6 +18,8 @@ use crate::helpers::{Auth, Backend, TestApp, TestDb, load_config, start_custom};
 #[derive(Default)]
 struct Provider {
     down: AtomicBool,
+    /// Fails the runs for odd node ids only.
+    odd_down: AtomicBool,
     runs: AtomicUsize,
 }
 
@@ -29,7 +31,9 @@ impl Mechanism for Provider {
     ) -> BoxFuture<'a, Result<Vec<Value>, MechanismError>> {
         Box::pin(async move {
             self.runs.fetch_add(1, Ordering::SeqCst);
-            if self.down.load(Ordering::SeqCst) {
+            if self.down.load(Ordering::SeqCst)
+                || (self.odd_down.load(Ordering::SeqCst) && nodes.iter().any(|n| n.id % 2 == 1))
+            {
                 return Err(MechanismError("provider down".into()));
             }
             Ok(nodes
@@ -135,7 +139,34 @@ async fn the_fill_job_retries_after_the_pause(backend: Backend) {
     assert!(detail(&app).await.get("backoff").is_none());
 }
 
+async fn a_partly_failing_round_does_not_pause_the_pool(backend: Backend) {
+    let provider = Arc::new(Provider::default());
+    provider.odd_down.store(true, Ordering::SeqCst);
+    let config = CONFIG.replace("fill-level: 1", "fill-level: 2");
+    let app = start_custom(
+        TestDb::new(backend).await,
+        load_config(&config),
+        false,
+        true,
+        None,
+        vec![("flaky", provider.clone())],
+    )
+    .await;
+    // two parallel runs, one failed: the pool got a node, so it is not paused
+    assert_eq!(provider.runs.load(Ordering::SeqCst), 2);
+    let pool = detail(&app).await;
+    assert_eq!(pool["levels"]["ready"], 1);
+    assert!(pool.get("backoff").is_none(), "{pool}");
+    app.fill().await;
+    assert_eq!(
+        provider.runs.load(Ordering::SeqCst),
+        3,
+        "filled again at once"
+    );
+}
+
 both_backends!(
+    a_partly_failing_round_does_not_pause_the_pool,
     a_failing_pool_backs_off_and_says_so,
     the_fill_job_retries_after_the_pause,
 );

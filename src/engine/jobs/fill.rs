@@ -6,8 +6,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ERROR_PAUSE;
-use crate::engine::lifecycle::ProvisionReport;
+use crate::engine::lifecycle::{Batch, ProvisionReport};
 use crate::engine::{Engine, EngineError, FillScope};
+
+/// Groups runs by pool, in the order pools first appear.
+fn by_pool(runs: Vec<Batch>) -> Vec<Vec<Batch>> {
+    let mut groups: Vec<Vec<Batch>> = Vec::new();
+    for run in runs {
+        match groups.iter_mut().find(|g| g[0].pool == run.pool) {
+            Some(group) => group.push(run),
+            None => groups.push(vec![run]),
+        }
+    }
+    groups
+}
 
 /// Sleeps until `at`; forever without it.
 async fn until(at: Option<tokio::time::Instant>) {
@@ -31,15 +43,7 @@ impl FillPools {
     /// One full round: claims what every pool lacks and waits for the provisioning runs.
     pub async fn tick(&self) -> Result<ProvisionReport, EngineError> {
         let runs = self.engine.claim_fill(&FillScope::All).await?;
-        let reports =
-            futures::future::join_all(runs.into_iter().map(|run| self.engine.provision(run))).await;
-        Ok(reports
-            .into_iter()
-            .fold(ProvisionReport::default(), |sum, r| ProvisionReport {
-                ready: sum.ready + r.ready,
-                dropped: sum.dropped + r.dropped,
-                failed: sum.failed + r.failed,
-            }))
+        Ok(self.engine.provision_round(runs).await)
     }
 
     /// Runs until cancelled: a full round on every interval, the pools asked for on every
@@ -62,9 +66,10 @@ impl FillPools {
             }
             match self.engine.claim_fill(&scope).await {
                 Ok(runs) => {
-                    for run in runs {
+                    // One task per pool: a slow pool never holds up another's outcome.
+                    for runs in by_pool(runs) {
                         let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.provision(run).await });
+                        tracker.spawn(async move { engine.provision_round(runs).await });
                     }
                 }
                 Err(e) => {
