@@ -111,12 +111,8 @@ pub async fn open_database(config: &Config) -> Result<Db, StoreError> {
 /// Builds an engine on a migrated database with the pools' mechanisms.
 pub fn build_engine(config: Arc<Config>, db: Db) -> Result<Engine, AppError> {
     let mechanisms = Mechanisms::from_config(&config)?;
-    Ok(Engine::new(
-        db,
-        config,
-        mechanisms,
-        Arc::new(Ssh::default()),
-    )?)
+    let ssh = Arc::new(Ssh::from_config(&config.app.ssh));
+    Ok(Engine::new(db, config, mechanisms, ssh)?)
 }
 
 impl App {

@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::config::seconds_json;
+use crate::engine::backoff::Failing;
 use crate::engine::pools::Levels;
 use crate::engine::sessions::SessionView;
 use crate::engine::{Effective, Engine, seconds};
@@ -265,6 +266,30 @@ pub struct PoolOut<'a> {
     fill_level: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     levels: Option<LevelsOut>,
+    /// Ours: present only while the pool's provisioning keeps failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backoff: Option<BackoffOut>,
+}
+
+/// Why a pool is not being filled: `{"failures", "delay", "until", "error"}` (extension).
+#[derive(Debug, Serialize)]
+pub struct BackoffOut {
+    failures: u32,
+    /// Seconds.
+    delay: f64,
+    until: Ts,
+    error: String,
+}
+
+impl From<Failing> for BackoffOut {
+    fn from(f: Failing) -> Self {
+        BackoffOut {
+            failures: f.failures,
+            delay: f.delay.as_secs_f64(),
+            until: Ts(f.until),
+            error: f.error,
+        }
+    }
 }
 
 impl<'a> PoolOut<'a> {
@@ -274,15 +299,22 @@ impl<'a> PoolOut<'a> {
             name,
             fill_level,
             levels: None,
+            backoff: None,
         }
     }
 
-    /// The verbose form of `GET /pools/{name}`.
-    pub fn verbose(name: &'a str, fill_level: Option<u32>, levels: Levels) -> Self {
+    /// The verbose form of `GET /pools/{name}`, with the pool's backoff when it has one.
+    pub fn verbose(
+        name: &'a str,
+        fill_level: Option<u32>,
+        levels: Levels,
+        backoff: Option<Failing>,
+    ) -> Self {
         PoolOut {
             name,
             fill_level,
             levels: Some(levels.into()),
+            backoff: backoff.map(BackoffOut::from),
         }
     }
 }

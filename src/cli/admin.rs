@@ -155,12 +155,8 @@ pub async fn run(command: AdminCommand, loaded: LoadedConfig) -> ExitCode {
         Ok(db) => db,
         Err(e) => return super::report_error("cannot open the database", e),
     };
-    let engine = match Engine::new(
-        db.clone(),
-        config,
-        Mechanisms::default(),
-        Arc::new(Ssh::default()),
-    ) {
+    let ssh = Arc::new(Ssh::from_config(&config.app.ssh));
+    let engine = match Engine::new(db.clone(), config, Mechanisms::default(), ssh) {
         Ok(engine) => engine,
         Err(e) => return super::report_error("cannot start", e),
     };

@@ -26,8 +26,8 @@ pub use duration::{
 pub use model::DEFAULT_ANSIBLE_TIMEOUT;
 pub use model::{
     AnsibleConfig, AppConfig, ClientAuth, ClientConfig, Config, DatabaseConfig, Deadlines,
-    Defaults, InvalidLogLevel, LogLevel, MechanismConfig, MetaclientConfig, NodePools, NoopConfig,
-    PlaybookConfig, Pool, PoolMapEntry, Retries, TasksConfig,
+    Defaults, FillBackoff, InvalidLogLevel, LogLevel, MechanismConfig, MetaclientConfig, NodePools,
+    NoopConfig, PlaybookConfig, Pool, PoolMapEntry, Retries, SshConfig, TasksConfig,
 };
 pub use pools::DEFAULT_NOOP_HOSTNAME;
 

@@ -138,6 +138,40 @@ pub struct AppConfig {
     pub retries: Option<Retries>,
     /// `app.anonymous-read` (extension, default true): anonymous GETs on sessions, nodes, pools.
     pub anonymous_read: bool,
+    /// `app.ssh` (extension): how the SSH step of contextualization reaches the nodes.
+    pub ssh: SshConfig,
+}
+
+/// `app.ssh` (extension): the ssh client run to push tenant keys to nodes and remove them.
+/// The defaults are the original Duffy's (`v3-api.md` §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshConfig {
+    /// `command`, default `/usr/bin/ssh`.
+    pub command: String,
+    /// `user`, default `root`: the remote user whose `authorized_keys` is edited.
+    pub user: String,
+    /// `port`, default `22`.
+    pub port: u16,
+    /// `authorized-keys`, default `~<user>/.ssh/authorized_keys`: a remote shell word.
+    pub authorized_keys: String,
+    /// `timeout`, default `60s`: the bound on each ssh run.
+    pub timeout: StdDuration,
+    /// `options`, default none: extra `-o` options, given before the original's so that they
+    /// win (ssh keeps the first value of an option), e.g. `IdentityFile=/etc/duffy/id`.
+    pub options: Vec<String>,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            command: "/usr/bin/ssh".to_owned(),
+            user: "root".to_owned(),
+            port: 22,
+            authorized_keys: "~root/.ssh/authorized_keys".to_owned(),
+            timeout: StdDuration::from_secs(60),
+            options: Vec::new(),
+        }
+    }
 }
 
 /// A retry policy with exponential backoff, for operations against flaky providers.
@@ -231,6 +265,27 @@ pub struct TasksConfig {
     pub expire_sessions_interval: StdDuration,
     /// `tasks.deadlines` (extension).
     pub deadlines: Deadlines,
+    /// `tasks.fill-backoff` (extension): how long a pool whose provisioning failed is left
+    /// alone; the delay starts at `min`, doubles with each failure in a row, up to `max`.
+    pub fill_backoff: FillBackoff,
+}
+
+/// `tasks.fill-backoff.{min,max}` (extension), default 10 s and 15 min.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillBackoff {
+    /// The delay after the first failure.
+    pub min: StdDuration,
+    /// The longest delay.
+    pub max: StdDuration,
+}
+
+impl Default for FillBackoff {
+    fn default() -> Self {
+        FillBackoff {
+            min: StdDuration::from_secs(10),
+            max: StdDuration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Extension keys tasks.deadlines.{provisioning,contextualizing,deprovisioning}: how long a node may stay in a transient state.
@@ -696,6 +751,90 @@ struct RawApp {
     retries: Option<RawRetries>,
     #[serde(rename = "anonymous-read")]
     anonymous_read: Option<bool>,
+    ssh: Option<RawSsh>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of ssh settings")]
+struct RawSsh {
+    command: Option<SshWord>,
+    user: Option<SshWord>,
+    port: Option<Port>,
+    #[serde(rename = "authorized-keys")]
+    authorized_keys: Option<SshWord>,
+    timeout: Option<Dur>,
+    options: Option<Vec<SshOption>>,
+}
+
+/// A non-empty string without whitespace or control characters, not starting with `-` (so
+/// that ssh never reads it as a flag): an ssh command, a user, a remote path.
+#[derive(Debug, Clone)]
+struct SshWord(String);
+
+impl<'de> Deserialize<'de> for SshWord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = text_like(Value::deserialize(d)?, "a string").map_err(D::Error::custom)?;
+        if text.is_empty()
+            || text.starts_with('-')
+            || text.chars().any(|c| c.is_whitespace() || c.is_control())
+            || text.contains(['\'', '"', ';', '&', '|', '`', '$'])
+        {
+            return Err(D::Error::custom(format!(
+                "invalid value: {text:?}, expected a non-empty word without spaces, quotes or \
+                 shell operators, not starting with '-'"
+            )));
+        }
+        Ok(SshWord(text))
+    }
+}
+
+/// An ssh `-o` option in the `Key=value` form.
+#[derive(Debug, Clone)]
+struct SshOption(String);
+
+impl<'de> Deserialize<'de> for SshOption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = text_like(Value::deserialize(d)?, "a string").map_err(D::Error::custom)?;
+        let valid = text.split_once('=').is_some_and(|(key, value)| {
+            !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric())
+                && !value.is_empty()
+                && !value.chars().any(char::is_control)
+        });
+        if !valid {
+            return Err(D::Error::custom(format!(
+                "invalid value: {text:?}, expected an ssh option like IdentityFile=/path"
+            )));
+        }
+        Ok(SshOption(text))
+    }
+}
+
+impl RawSsh {
+    /// Fills in the defaults; the authorized_keys default follows the user.
+    fn resolve(self) -> Result<SshConfig, FieldError> {
+        let defaults = SshConfig::default();
+        let user = self.user.map_or(defaults.user, |u| u.0);
+        let timeout = match self.timeout {
+            None => defaults.timeout,
+            Some(Dur(d)) => positive_std(d, &["app", "ssh", "timeout"])?,
+        };
+        Ok(SshConfig {
+            command: self.command.map_or(defaults.command, |c| c.0),
+            port: self.port.map_or(defaults.port, |p| p.0),
+            authorized_keys: self
+                .authorized_keys
+                .map_or_else(|| format!("~{user}/.ssh/authorized_keys"), |a| a.0),
+            user,
+            timeout,
+            options: self
+                .options
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| o.0)
+                .collect(),
+        })
+    }
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -777,6 +916,15 @@ struct RawTasks {
     locking: Option<FreeMapping>,
     periodic: Option<RawPeriodic>,
     deadlines: Option<RawDeadlines>,
+    #[serde(rename = "fill-backoff")]
+    fill_backoff: Option<RawFillBackoff>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with min and max")]
+struct RawFillBackoff {
+    min: Option<Dur>,
+    max: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -955,6 +1103,10 @@ fn assemble(
             port: a.port.map_or(8080, |p| p.0),
             retries: a.retries.map(|r| r.resolve(&app_fallback)),
             anonymous_read: a.anonymous_read.unwrap_or(true),
+            ssh: match a.ssh {
+                Some(ssh) => ssh.resolve().map_err(loc)?,
+                None => SshConfig::default(),
+            },
         },
         None => AppConfig {
             loglevel: LogLevel::Info,
@@ -962,6 +1114,7 @@ fn assemble(
             port: 8080,
             retries: None,
             anonymous_read: true,
+            ssh: SshConfig::default(),
         },
     };
 
@@ -1055,7 +1208,7 @@ fn build_tasks(
     raw: Option<RawTasks>,
     warnings: &mut Vec<String>,
 ) -> Result<TasksConfig, FieldError> {
-    let (periodic, deadlines) = match raw {
+    let (periodic, deadlines, backoff) = match raw {
         Some(t) => {
             if t.celery.is_some() {
                 warnings.push(
@@ -1069,10 +1222,25 @@ fn build_tasks(
                         .to_owned(),
                 );
             }
-            (t.periodic, t.deadlines)
+            (t.periodic, t.deadlines, t.fill_backoff)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
+    let defaults = FillBackoff::default();
+    let backoff_at = |value: Option<Dur>, default: StdDuration, key: &str| match value {
+        None => Ok(default),
+        Some(Dur(d)) => positive_std(d, &["tasks", "fill-backoff", key]),
+    };
+    let fill_backoff = FillBackoff {
+        min: backoff_at(backoff.as_ref().and_then(|b| b.min), defaults.min, "min")?,
+        max: backoff_at(backoff.as_ref().and_then(|b| b.max), defaults.max, "max")?,
+    };
+    if fill_backoff.max < fill_backoff.min {
+        return Err(FieldError::new(
+            path(&["tasks", "fill-backoff", "max"]),
+            "max must not be below min",
+        ));
+    }
     let fill_pools_interval = interval(
         periodic.as_ref().and_then(|p| p.fill_pools.as_ref()),
         &["tasks", "periodic", "fill-pools", "interval"],
@@ -1105,6 +1273,7 @@ fn build_tasks(
                 &["tasks", "deadlines", "deprovisioning"],
             )?,
         },
+        fill_backoff,
     })
 }
 
@@ -1207,6 +1376,69 @@ mod tests {
         match build_str(text) {
             Ok(_) => panic!("expected an error for {text}"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn fill_backoff_has_defaults_and_is_validated() {
+        let (c, _) = build_str("{}").unwrap();
+        assert_eq!(c.tasks.fill_backoff, FillBackoff::default());
+        let (c, _) = build_str("tasks: {fill-backoff: {min: 0.5, max: 1m}}").unwrap();
+        assert_eq!(c.tasks.fill_backoff.min, StdDuration::from_millis(500));
+        assert_eq!(c.tasks.fill_backoff.max, StdDuration::from_secs(60));
+        assert!(err("tasks: {fill-backoff: {min: 0}}").contains("tasks.fill-backoff.min"));
+        assert!(
+            err("tasks: {fill-backoff: {min: 1h, max: 1m}}").contains("tasks.fill-backoff.max")
+        );
+    }
+
+    #[test]
+    fn ssh_settings_have_the_originals_defaults_and_are_validated() {
+        let (c, _) = build_str("{}").unwrap();
+        assert_eq!(c.app.ssh, SshConfig::default());
+        assert_eq!(c.app.ssh.authorized_keys, "~root/.ssh/authorized_keys");
+        let (c, _) = build_str(
+            "app: {ssh: {command: /opt/ssh, user: duffy, port: 2222, timeout: 5s, \
+             options: [IdentityFile=/etc/duffy/id, ConnectionAttempts=1]}}",
+        )
+        .unwrap();
+        assert_eq!(
+            c.app.ssh,
+            SshConfig {
+                command: "/opt/ssh".into(),
+                user: "duffy".into(),
+                port: 2222,
+                authorized_keys: "~duffy/.ssh/authorized_keys".into(),
+                timeout: StdDuration::from_secs(5),
+                options: vec![
+                    "IdentityFile=/etc/duffy/id".into(),
+                    "ConnectionAttempts=1".into()
+                ],
+            },
+            "the authorized_keys default follows the user"
+        );
+        let (c, _) = build_str("app: {ssh: {authorized-keys: /tmp/keys}}").unwrap();
+        assert_eq!(c.app.ssh.authorized_keys, "/tmp/keys");
+        assert_eq!(c.app.ssh.user, "root");
+
+        for (bad, key) in [
+            ("app: {ssh: {port: 0}}", "app.ssh.port"),
+            ("app: {ssh: {user: ''}}", "app.ssh.user"),
+            ("app: {ssh: {user: -oProxyCommand=x}}", "app.ssh.user"),
+            (
+                "app: {ssh: {authorized-keys: 'a b'}}",
+                "app.ssh.authorized-keys",
+            ),
+            (
+                "app: {ssh: {authorized-keys: 'x; rm -rf /'}}",
+                "app.ssh.authorized-keys",
+            ),
+            ("app: {ssh: {timeout: 0}}", "app.ssh.timeout"),
+            ("app: {ssh: {options: [nonsense]}}", "app.ssh.options[0]"),
+            ("app: {ssh: {colour: blue}}", "app.ssh"),
+        ] {
+            let e = err(bad);
+            assert!(e.contains(key), "{bad}: {e}");
         }
     }
 

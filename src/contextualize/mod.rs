@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::config::SshConfig;
+
 /// The line that separates the node's own keys from the tenant's.
 pub const MARKER: &str = "### DUFFY tenant credentials";
 
@@ -46,19 +48,28 @@ pub struct Ssh {
     pub authorized_keys: String,
     /// Upper bound on each ssh run.
     pub timeout: Duration,
-    /// Extra `-o` options (tests add an identity file here).
+    /// Extra `-o` options, given before the original's so that they win (ssh keeps the first
+    /// value it reads for an option).
     pub extra_options: Vec<String>,
 }
 
 impl Default for Ssh {
+    /// The original Duffy's settings: `/usr/bin/ssh` as root on port 22.
     fn default() -> Self {
+        Ssh::from_config(&SshConfig::default())
+    }
+}
+
+impl Ssh {
+    /// The contextualizer that `app.ssh` describes.
+    pub fn from_config(config: &SshConfig) -> Self {
         Ssh {
-            command: "/usr/bin/ssh".into(),
-            user: "root".into(),
-            port: 22,
-            authorized_keys: "~root/.ssh/authorized_keys".into(),
-            timeout: Duration::from_secs(60),
-            extra_options: Vec::new(),
+            command: config.command.clone(),
+            user: config.user.clone(),
+            port: config.port,
+            authorized_keys: config.authorized_keys.clone(),
+            timeout: config.timeout,
+            extra_options: config.options.clone(),
         }
     }
 }
@@ -91,11 +102,11 @@ impl Ssh {
     ) -> Result<(), ContextError> {
         let mut cmd = Command::new(&self.command);
         cmd.arg("-q").arg("-p").arg(self.port.to_string());
-        for option in SSH_OPTIONS
+        for option in self
+            .extra_options
             .iter()
-            .copied()
-            .map(str::to_owned)
-            .chain(self.extra_options.iter().cloned())
+            .map(String::as_str)
+            .chain(SSH_OPTIONS.iter().copied())
         {
             cmd.arg("-o").arg(option);
         }
@@ -167,6 +178,46 @@ mod tests {
         assert_eq!(
             Ssh::default().strip_command(),
             "sed -i -n '/### DUFFY tenant credentials/q;p' ~root/.ssh/authorized_keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_command_line_has_the_configured_settings_and_extra_options_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = dir.path().join("args");
+        let script = dir.path().join("fake-ssh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\ncat > /dev/null\n",
+                args.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let ssh = Ssh::from_config(&SshConfig {
+            command: script.display().to_string(),
+            user: "duffy".into(),
+            port: 2222,
+            authorized_keys: "/srv/keys".into(),
+            timeout: Duration::from_secs(10),
+            options: vec!["ConnectionAttempts=1".into()],
+        });
+        ssh.decontextualize("192.0.2.7").await.unwrap();
+        let text = std::fs::read_to_string(&args).unwrap();
+        let argv: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &argv[..5],
+            ["-q", "-p", "2222", "-o", "ConnectionAttempts=1"]
+        );
+        assert_eq!(argv[6], "CheckHostIP=no", "the original's options follow");
+        assert_eq!(
+            &argv[argv.len() - 2..],
+            [
+                "duffy@192.0.2.7",
+                "sed -i -n '/### DUFFY tenant credentials/q;p' /srv/keys"
+            ]
         );
     }
 

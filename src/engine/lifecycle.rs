@@ -43,6 +43,17 @@ pub struct ProvisionReport {
     pub failed: usize,
 }
 
+impl ProvisionReport {
+    /// The sum of two reports.
+    pub fn plus(&self, other: &ProvisionReport) -> ProvisionReport {
+        ProvisionReport {
+            ready: self.ready + other.ready,
+            dropped: self.dropped + other.dropped,
+            failed: self.failed + other.failed,
+        }
+    }
+}
+
 /// How a deprovisioning run ended, per node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeprovisionReport {
@@ -157,6 +168,10 @@ impl Engine {
             {
                 continue;
             }
+            if self.pool_backoff().is_backing_off(&pool.name) {
+                tracing::debug!(pool.name = %pool.name, "pool {} is backing off after failed provisioning; not filling it yet", pool.name);
+                continue;
+            }
             let nodes = self.claim_pool_fill(pool, i64::from(fill_level)).await?;
             if !nodes.is_empty() {
                 tracing::info!(pool.name = %pool.name, nodes.count = nodes.len(), "pool {} below its fill level; provisioning {} node(s)", pool.name, nodes.len());
@@ -241,14 +256,50 @@ impl Engine {
     /// entries pair with nodes by position, and only an entry with an `ipaddr` makes a node
     /// ready.
     pub async fn provision(&self, batch: Batch) -> ProvisionReport {
+        self.provision_run(batch).await.0
+    }
+
+    /// Runs a fill round's runs concurrently, then feeds each pool's outcome into its
+    /// backoff: a pool none of whose runs delivered a node failed, one that got any node
+    /// works (so a partial failure of parallel runs does not pause the pool).
+    pub async fn provision_round(&self, runs: Vec<Batch>) -> ProvisionReport {
+        let pools: Vec<String> = runs.iter().map(|r| r.pool.clone()).collect();
+        let outcomes =
+            futures::future::join_all(runs.into_iter().map(|run| self.provision_run(run))).await;
+        let mut by_pool: Vec<(String, ProvisionReport, Option<String>)> = Vec::new();
+        let mut total = ProvisionReport::default();
+        for (pool, (report, error)) in pools.into_iter().zip(outcomes) {
+            total = total.plus(&report);
+            match by_pool.iter_mut().find(|(name, _, _)| *name == pool) {
+                Some((_, sum, last_error)) => {
+                    *sum = sum.plus(&report);
+                    if error.is_some() {
+                        *last_error = error;
+                    }
+                }
+                None => by_pool.push((pool, report, error)),
+            }
+        }
+        for (pool, report, error) in by_pool {
+            if self.concrete_pool(&pool).is_some() {
+                self.record_round(&pool, &report, error);
+            }
+        }
+        total
+    }
+
+    /// [`Engine::provision`], also returning the mechanism's error when it failed as a whole.
+    async fn provision_run(&self, batch: Batch) -> (ProvisionReport, Option<String>) {
         let pool = self.config().nodepools.get(&batch.pool);
         let mechanism = self.mechanisms().get(&batch.pool);
         let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
+        let mut mechanism_error = None;
         let entries = match (pool, mechanism) {
             (Some(pool), Some(mechanism)) => match mechanism.provision(pool, &inputs).await {
                 Ok(entries) => entries,
                 Err(e) => {
                     tracing::warn!(pool.name = %batch.pool, nodes.count = inputs.len(), error = %e, "pool {}: provisioning failed: {e}", batch.pool);
+                    mechanism_error = Some(e.to_string());
                     Vec::new()
                 }
             },
@@ -280,7 +331,28 @@ impl Engine {
         if report.ready > 0 {
             tracing::info!(pool.name = %batch.pool, nodes.ready = report.ready, nodes.dropped = report.dropped, nodes.failed = report.failed, "pool {}: {} node(s) ready", batch.pool, report.ready);
         }
-        report
+        (report, mechanism_error)
+    }
+
+    /// Feeds a pool's provisioning round into its backoff: a round that delivered no node
+    /// is a failure, one that delivered any clears the backoff.
+    fn record_round(&self, pool: &str, report: &ProvisionReport, error: Option<String>) {
+        if report.ready > 0 {
+            if let Some(was) = self.pool_backoff().succeeded(pool) {
+                tracing::info!(pool.name = %pool, pool.failures = was.failures, "pool {pool}: provisioning works again after {} failed round(s)", was.failures);
+            }
+            return;
+        }
+        if report.dropped + report.failed == 0 {
+            return;
+        }
+        let error = error.unwrap_or_else(|| "the mechanism delivered no node".to_owned());
+        let (failing, counted) = self.pool_backoff().failed(pool, &error);
+        if counted {
+            tracing::warn!(pool.name = %pool, pool.failures = failing.failures, backoff.secs = failing.delay.as_secs_f64(), "pool {pool}: provisioning failed {} time(s) in a row; backing off for {:?}", failing.failures, failing.delay);
+            // The fill job re-arms its timer for the retry.
+            self.wakers().fill(Some(&[pool.to_owned()]));
+        }
     }
 
     /// Makes a node ready with what the mechanism returned for it.

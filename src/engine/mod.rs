@@ -7,6 +7,7 @@
 //! starts right after an allocation and an expiry fires at `expires_at`.
 
 pub mod auth;
+pub mod backoff;
 pub mod error;
 pub mod jobs;
 pub mod lifecycle;
@@ -39,6 +40,7 @@ pub struct Engine {
     contextualizer: Arc<dyn Contextualizer>,
     auth: Authenticator,
     wakers: Wakers,
+    backoff: backoff::PoolBackoff,
 }
 
 /// The engine cannot start with this configuration.
@@ -144,6 +146,8 @@ impl Engine {
         contextualizer: Arc<dyn Contextualizer>,
     ) -> Result<Engine, SetupError> {
         let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
+        let backoff =
+            backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
         Ok(Engine {
             db,
             config,
@@ -152,6 +156,7 @@ impl Engine {
             contextualizer,
             auth: Authenticator::new(),
             wakers: Wakers::default(),
+            backoff,
         })
     }
 
@@ -173,6 +178,11 @@ impl Engine {
     /// The wake-up calls of the background jobs.
     pub fn wakers(&self) -> &Wakers {
         &self.wakers
+    }
+
+    /// Which pools are left alone after failed provisioning.
+    pub fn pool_backoff(&self) -> &backoff::PoolBackoff {
+        &self.backoff
     }
 
     /// The mechanisms of the concrete pools.

@@ -206,8 +206,8 @@ pub async fn start_custom(
     for (pool, mechanism) in mechanisms {
         by_pool.insert(pool, mechanism);
     }
-    let contextualizer =
-        contextualizer.unwrap_or_else(|| Arc::new(duffy::contextualize::Ssh::default()));
+    let contextualizer = contextualizer
+        .unwrap_or_else(|| Arc::new(duffy::contextualize::Ssh::from_config(&config.app.ssh)));
     let engine = Engine::new(store, config, by_pool, contextualizer).expect("engine");
     let engine = Arc::new(engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

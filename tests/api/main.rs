@@ -12,6 +12,7 @@ mod pg;
 
 mod ansible;
 mod auth;
+mod backoff;
 mod cli;
 mod client;
 mod concurrency;
@@ -22,8 +23,10 @@ mod mechanisms;
 mod nodes;
 mod pools;
 mod readme;
+mod real_ssh;
 mod replay;
 mod robustness;
 mod routes;
 mod sessions;
+mod sshd;
 mod tenants;

@@ -53,7 +53,12 @@ pub async fn show_pool(
         &envelope(
             "get",
             "pool",
-            PoolOut::verbose(&pool.name, pool.fill_level, levels),
+            PoolOut::verbose(
+                &pool.name,
+                pool.fill_level,
+                levels,
+                state.engine.pool_backoff().state(&pool.name),
+            ),
         ),
     ))
 }

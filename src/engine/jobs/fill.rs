@@ -6,8 +6,28 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ERROR_PAUSE;
-use crate::engine::lifecycle::ProvisionReport;
+use crate::engine::lifecycle::{Batch, ProvisionReport};
 use crate::engine::{Engine, EngineError, FillScope};
+
+/// Groups runs by pool, in the order pools first appear.
+fn by_pool(runs: Vec<Batch>) -> Vec<Vec<Batch>> {
+    let mut groups: Vec<Vec<Batch>> = Vec::new();
+    for run in runs {
+        match groups.iter_mut().find(|g| g[0].pool == run.pool) {
+            Some(group) => group.push(run),
+            None => groups.push(vec![run]),
+        }
+    }
+    groups
+}
+
+/// Sleeps until `at`; forever without it.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The fill job.
 pub struct FillPools {
@@ -23,15 +43,7 @@ impl FillPools {
     /// One full round: claims what every pool lacks and waits for the provisioning runs.
     pub async fn tick(&self) -> Result<ProvisionReport, EngineError> {
         let runs = self.engine.claim_fill(&FillScope::All).await?;
-        let reports =
-            futures::future::join_all(runs.into_iter().map(|run| self.engine.provision(run))).await;
-        Ok(reports
-            .into_iter()
-            .fold(ProvisionReport::default(), |sum, r| ProvisionReport {
-                ready: sum.ready + r.ready,
-                dropped: sum.dropped + r.dropped,
-                failed: sum.failed + r.failed,
-            }))
+        Ok(self.engine.provision_round(runs).await)
     }
 
     /// Runs until cancelled: a full round on every interval, the pools asked for on every
@@ -46,15 +58,18 @@ impl FillPools {
                 _ = token.cancelled() => break,
                 _ = timer.tick() => FillScope::All,
                 _ = self.engine.wakers().fill.notified() => self.engine.wakers().take_fill_scope(),
+                // A pool that failed is retried when its backoff is over.
+                _ = until(self.engine.pool_backoff().next_retry()) => FillScope::All,
             };
             if scope == FillScope::Nothing {
                 continue;
             }
             match self.engine.claim_fill(&scope).await {
                 Ok(runs) => {
-                    for run in runs {
+                    // One task per pool: a slow pool never holds up another's outcome.
+                    for runs in by_pool(runs) {
                         let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.provision(run).await });
+                        tracker.spawn(async move { engine.provision_round(runs).await });
                     }
                 }
                 Err(e) => {
