@@ -344,6 +344,10 @@ nodepools:
       extends: base
       fill-level: 1
       mechanism: {{ansible: {{provision: {{playbook: fail.yml}}}}}}
+    silent:
+      extends: base
+      fill-level: 1
+      mechanism: {{ansible: {{provision: {{playbook: silent.yml}}}}}}
     hanging:
       extends: base
       fill-level: 1
@@ -403,7 +407,7 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
         0,
         "no node stuck"
     );
-    for pool in ["failing", "hanging"] {
+    for pool in ["failing", "silent", "hanging"] {
         let levels = app.levels(pool).await;
         assert_eq!(
             (levels["ready"].clone(), levels["provisioning"].clone()),
@@ -412,7 +416,7 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
         );
     }
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM nodes WHERE pool IN ('failing', 'hanging')")
+        app.count("SELECT COUNT(*) FROM nodes WHERE pool IN ('failing', 'silent', 'hanging')")
             .await,
         0,
         "fresh rows of failed runs are deleted"
