@@ -321,8 +321,10 @@ async fn a_reusable_machine_is_reinstalled_and_returned_unused(backend: Backend)
     );
 }
 
-/// Pools whose playbooks fail, hang or come back short, and one whose deprovisioning fails.
-fn misbehaving_config(program: &Path) -> String {
+/// Pools whose playbooks fail, hang (`sleep <hang_seconds>`, a marker distinct per backend
+/// so that parallel tests do not see each other's) or come back short, and one whose
+/// deprovisioning fails.
+fn misbehaving_config(program: &Path, hang_seconds: &str) -> String {
     let (examples, fixtures) = topdirs();
     format!(
         r#"
@@ -342,10 +344,14 @@ nodepools:
       extends: base
       fill-level: 1
       mechanism: {{ansible: {{provision: {{playbook: fail.yml}}}}}}
+    silent:
+      extends: base
+      fill-level: 1
+      mechanism: {{ansible: {{provision: {{playbook: silent.yml}}}}}}
     hanging:
       extends: base
       fill-level: 1
-      mechanism: {{ansible: {{timeout: 2, provision: {{playbook: hang.yml}}}}}}
+      mechanism: {{ansible: {{timeout: 2, extra-vars: {{hang_seconds: {hang_seconds}}}, provision: {{playbook: hang.yml}}}}}}
     short:
       extends: base
       fill-level: 2
@@ -380,7 +386,11 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
     let Some(program) = ansible_playbook().await else {
         return;
     };
-    let app = spawn_app_unfilled(backend, &misbehaving_config(&program)).await;
+    let hang_seconds = match backend {
+        Backend::Sqlite => "97.25",
+        Backend::Postgres => "97.75",
+    };
+    let app = spawn_app_unfilled(backend, &misbehaving_config(&program, hang_seconds)).await;
     let started = std::time::Instant::now();
     app.fill().await;
     assert!(
@@ -388,7 +398,7 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
         "the hanging playbook was killed at its timeout"
     );
     assert!(
-        !process_running("sleep 97.25"),
+        !process_running(&format!("sleep {hang_seconds}")),
         "the hanging playbook's whole process group was killed"
     );
     assert_eq!(
@@ -397,7 +407,7 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
         0,
         "no node stuck"
     );
-    for pool in ["failing", "hanging"] {
+    for pool in ["failing", "silent", "hanging"] {
         let levels = app.levels(pool).await;
         assert_eq!(
             (levels["ready"].clone(), levels["provisioning"].clone()),
@@ -406,7 +416,7 @@ async fn failing_hanging_and_short_playbooks_leave_consistent_state(backend: Bac
         );
     }
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM nodes WHERE pool IN ('failing', 'hanging')")
+        app.count("SELECT COUNT(*) FROM nodes WHERE pool IN ('failing', 'silent', 'hanging')")
             .await,
         0,
         "fresh rows of failed runs are deleted"

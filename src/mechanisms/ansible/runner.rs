@@ -40,6 +40,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// Waiting for `ansible-playbook` failed; the run was killed.
+    #[error("waiting for ansible-playbook failed: {0}")]
+    Wait(#[source] std::io::Error),
     /// The run took longer than the timeout and was killed.
     #[error("{playbook} timed out after {} s and was killed", timeout.as_secs_f64())]
     Timeout {
@@ -167,9 +170,9 @@ impl Run<'_> {
         let status = match tokio::time::timeout(self.timeout, child.wait()).await {
             Ok(Ok(status)) => Some(status),
             Ok(Err(e)) => {
-                tracing::warn!(pool.name = %self.pool, error = %e, "pool {}: waiting for ansible-playbook failed: {e}", self.pool);
                 kill_group(&mut child).await;
-                None
+                guard.0 = None;
+                return Err(RunError::Wait(e));
             }
             Err(_) => {
                 tracing::warn!(pool.name = %self.pool, playbook = %self.playbook, timeout_s = self.timeout.as_secs_f64(), "pool {}: ansible-playbook {} timed out after {} s; killing it", self.pool, self.playbook, self.timeout.as_secs_f64());
