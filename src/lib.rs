@@ -9,7 +9,7 @@
 //! * [`api`]: the v3 REST API (warp): filters extract, handlers decide;
 //! * [`engine`]: sessions, quotas, the node life cycle and the background [`engine::jobs`];
 //! * [`store`]: SQLite or PostgreSQL, one schema, SQL beside the function that runs it;
-//! * [`mechanisms`]: what creates and destroys machines (`noop` for now);
+//! * [`mechanisms`]: what creates and destroys machines (`noop` and `ansible`);
 //! * [`contextualize`]: pushing a tenant's SSH key onto its nodes;
 //! * [`app`]: everything assembled on a listener; [`cli`]: the `duffy` command.
 

@@ -23,6 +23,7 @@ pub use duration::{
     DurationError, parse_api_duration, parse_config_duration, parse_config_duration_str,
     python_timedelta, seconds_json,
 };
+pub use model::DEFAULT_ANSIBLE_TIMEOUT;
 pub use model::{
     AnsibleConfig, AppConfig, ClientAuth, ClientConfig, Config, DatabaseConfig, Deadlines,
     Defaults, FillBackoff, InvalidLogLevel, LogLevel, MechanismConfig, MetaclientConfig, NodePools,
@@ -627,6 +628,70 @@ mod tests {
         let loaded = from_yaml_str("", "empty.yaml").unwrap();
         assert!(loaded.sections.is_empty());
         assert!(loaded.config.defaults.is_none());
+    }
+
+    #[test]
+    fn the_production_example_loads_with_ansible_pools() {
+        let text = include_str!("../../config/production.yaml");
+        let loaded = from_yaml_str(text, "production.yaml").unwrap();
+        let pools: Vec<_> = loaded.config.nodepools.concrete().collect();
+        assert_eq!(pools.len(), 3);
+        for pool in &pools {
+            let Some(MechanismConfig::Ansible(a)) = &pool.mechanism else {
+                panic!("{}: not ansible", pool.name);
+            };
+            assert_eq!(a.topdir, PathBuf::from("config/playbooks"));
+            assert!(pool.contextualize, "{}", pool.name);
+        }
+        let metal = loaded
+            .config
+            .nodepools
+            .get("physical-centos9s-aarch64")
+            .unwrap();
+        match &metal.mechanism {
+            Some(MechanismConfig::Ansible(a)) => {
+                assert!(a.deprovision.is_none());
+                assert_eq!(a.timeout, DEFAULT_ANSIBLE_TIMEOUT);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!metal.run_parallel);
+        let vm = loaded
+            .config
+            .nodepools
+            .get("virtual-centos9s-x86_64-small")
+            .unwrap();
+        match &vm.mechanism {
+            Some(MechanismConfig::Ansible(a)) => {
+                assert_eq!(a.timeout, std::time::Duration::from_secs(600));
+                assert_eq!(a.program, PathBuf::from("ansible-playbook"));
+                assert_eq!(a.provision.as_ref().unwrap().playbook, "provision.yml");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_child_pool_can_drop_the_inherited_deprovision_playbook() {
+        let yaml = "nodepools:\n  abstract:\n    base: {mechanism: {type: ansible, ansible: {topdir: /t, provision: {playbook: p.yml}, deprovision: {playbook: d.yml}}}}\n  concrete:\n    metal: {extends: base, fill-level: 1, mechanism: {ansible: {deprovision: null}}}\n    vm: {extends: base, fill-level: 1}\n";
+        let loaded = from_yaml_str(yaml, "t.yaml").unwrap();
+        let deprovision = |name: &str| match &loaded.config.nodepools.get(name).unwrap().mechanism {
+            Some(MechanismConfig::Ansible(a)) => a.deprovision.as_ref().map(|d| d.playbook.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(deprovision("metal"), None);
+        assert_eq!(deprovision("vm").as_deref(), Some("d.yml"));
+    }
+
+    #[test]
+    fn an_ansible_timeout_must_be_positive() {
+        for bad in ["0", "-5"] {
+            let yaml = format!(
+                "nodepools: {{concrete: {{a: {{mechanism: {{type: ansible, ansible: {{topdir: /t, timeout: {bad}}}}}}}}}}}"
+            );
+            let e = from_yaml_str(&yaml, "t.yaml").unwrap_err().to_string();
+            assert!(e.contains("mechanism.ansible.timeout"), "{e}");
+        }
     }
 
     #[test]

@@ -386,11 +386,20 @@ pub struct NoopConfig {
     pub fail_rate: f64,
 }
 
+/// How long one playbook run may take when the pool does not say (`timeout`): below the
+/// default provisioning deadline, so a hung run is killed before its nodes time out.
+pub const DEFAULT_ANSIBLE_TIMEOUT: StdDuration = StdDuration::from_secs(30 * 60);
+
 /// Settings of the `ansible` mechanism.
 #[derive(Debug, Clone)]
 pub struct AnsibleConfig {
-    /// The playbooks' project directory.
+    /// The playbooks' project directory (the working directory of every run).
     pub topdir: PathBuf,
+    /// Extension `ansible-playbook`: the program to run, default `ansible-playbook` on `PATH`.
+    pub program: PathBuf,
+    /// Extension `timeout`: how long one playbook run may take before it is killed
+    /// (default [`DEFAULT_ANSIBLE_TIMEOUT`]).
+    pub timeout: StdDuration,
     /// `extra-vars` for every run; string values are templates.
     pub extra_vars: serde_json::Map<String, serde_json::Value>,
     /// The provisioning playbook.

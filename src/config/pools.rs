@@ -15,8 +15,8 @@ use yaml_serde::{Mapping, Value};
 use super::ConfigError;
 use super::merge::{KeyPath, Provenance, dotted, key_to_string, overlay};
 use super::model::{
-    AnsibleConfig, Dur, FieldError, Fraction, MechanismConfig, NodePools, NoopConfig,
-    PlaybookConfig, Pool, PositiveInt, Template, describe, typed,
+    AnsibleConfig, DEFAULT_ANSIBLE_TIMEOUT, Dur, FieldError, Fraction, MechanismConfig, NodePools,
+    NoopConfig, PlaybookConfig, Pool, PositiveInt, Template, describe, typed,
 };
 
 /// The `noop` hostname template when none is configured.
@@ -184,6 +184,11 @@ struct RawAnsible {
     extra_vars: Option<ExtraVars>,
     provision: Option<RawPlaybook>,
     deprovision: Option<RawPlaybook>,
+    /// Extension: the `ansible-playbook` program (a path, or a name looked up on `PATH`).
+    #[serde(rename = "ansible-playbook")]
+    program: Option<PathBuf>,
+    /// Extension: how long one playbook run may take before it is killed.
+    timeout: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -271,8 +276,21 @@ fn build_mechanism(raw: RawMechanism) -> Result<MechanismConfig, FieldError> {
                 playbook: p.playbook,
                 extra_vars: p.extra_vars.unwrap_or_default().0,
             };
+            let timeout = match ansible.timeout {
+                Some(Dur(d)) => d.to_std().ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                    FieldError::new(
+                        rel(&["mechanism", "ansible", "timeout"]),
+                        "the timeout must be positive",
+                    )
+                })?,
+                None => DEFAULT_ANSIBLE_TIMEOUT,
+            };
             Ok(MechanismConfig::Ansible(AnsibleConfig {
                 topdir,
+                program: ansible
+                    .program
+                    .unwrap_or_else(|| PathBuf::from("ansible-playbook")),
+                timeout,
                 extra_vars: ansible.extra_vars.unwrap_or_default().0,
                 provision: ansible.provision.map(playbook),
                 deprovision: ansible.deprovision.map(playbook),

@@ -6,6 +6,7 @@
 //! returns one entry per node, paired by position; deprovisioning returns entries that are
 //! matched against each node's `data.provision`.
 
+pub mod ansible;
 pub mod noop;
 
 use std::collections::HashMap;
@@ -84,17 +85,6 @@ pub enum SetupError {
         /// What is wrong.
         reason: String,
     },
-    /// This build cannot run the pool's mechanism type.
-    #[error(
-        "pool '{pool}': mechanism type '{kind}' is not available in this build yet; \
-         use type 'noop' or remove the pool"
-    )]
-    Unsupported {
-        /// The pool.
-        pool: String,
-        /// The mechanism type.
-        kind: &'static str,
-    },
 }
 
 impl Mechanisms {
@@ -111,11 +101,8 @@ impl Mechanisms {
                         }
                     })?)
                 }
-                Some(MechanismConfig::Ansible(_)) => {
-                    return Err(SetupError::Unsupported {
-                        pool: pool.name.clone(),
-                        kind: "ansible",
-                    });
+                Some(MechanismConfig::Ansible(config)) => {
+                    Arc::new(ansible::Ansible::new(&pool.name, config))
                 }
                 // Validation guarantees a mechanism on every concrete pool.
                 None => continue,

@@ -289,31 +289,3 @@ fn version_and_migrate() {
         );
     }
 }
-
-#[test]
-fn an_ansible_pool_is_refused_until_that_mechanism_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("ansible.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "database:\n  url: sqlite://{}/d.db\ndefaults: {{session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 1}}\n\
-             nodepools:\n  concrete:\n    vm:\n      fill-level: 1\n      mechanism:\n        type: ansible\n        ansible:\n          topdir: /tmp\n          provision: {{playbook: p.yml}}\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    assert_eq!(
-        duffy(&cfg, &["config", "check"]).code,
-        0,
-        "the configuration itself is valid"
-    );
-    let r = duffy(&cfg, &["serve", "-p", "0"]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("pool 'vm': mechanism type 'ansible' is not available"),
-        "{}",
-        r.stderr
-    );
-}

@@ -10,6 +10,7 @@ mod helpers;
 #[path = "../common/pg.rs"]
 mod pg;
 
+mod ansible;
 mod auth;
 mod backoff;
 mod cli;
