@@ -1,10 +1,10 @@
 //! Backing off from pools whose mechanism keeps failing.
 //!
-//! A provisioning run that delivers no node counts as a failure of its pool. After a
-//! failure the pool is left alone for a delay that doubles with every further failure, up
-//! to a cap; the fill job skips it meanwhile and retries when the delay is over. The first
-//! run that delivers a node clears the state. Runs of the same round that fail while the
-//! pool is already backing off count once, so parallel runs do not inflate the delay.
+//! A fill round in which none of a pool's runs delivers a node is a failure of the pool.
+//! After a failure the pool is left alone for a delay that doubles with every further
+//! failure, up to a cap; the fill job skips it meanwhile and retries when the delay is
+//! over. The first round that delivers a node clears the state. A failure recorded while
+//! the pool is already backing off (a concurrent round) counts once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
