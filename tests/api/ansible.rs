@@ -5,31 +5,33 @@
 //!
 //! `DUFFY_SKIP_REAL_CLIENTS=1` skips these tests knowingly.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::both_backends;
 use crate::helpers::{Auth, Backend, spawn_app_unfilled};
+use crate::venv::{Venv, cached};
 
-/// The ansible-core release the tests run (its `ansible-playbook --version` first line).
-const ANSIBLE_CORE: &str = "ansible-core==2.19.4";
-const EXPECT_VERSION: &str = "ansible-playbook [core 2.19.4]";
-/// The dependency set known to work with it.
-const REQUIREMENTS: &[&str] = &[
-    ANSIBLE_CORE,
-    "Jinja2==3.1.6",
-    "MarkupSafe==3.0.4",
-    "PyYAML==6.0.3",
-    "packaging==26.3",
-    "resolvelib==1.2.1",
-    "cryptography==50.0.2",
-    "cffi==2.1.1",
-    "pycparser==3.12",
-];
+/// ansible-core 2.19.4 and the dependency set known to work with it.
+const ANSIBLE: Venv = Venv {
+    name: "ansible",
+    what: "ansible-core==2.19.4",
+    check: &["bin/ansible-playbook", "--version"],
+    expect: "ansible-playbook [core 2.19.4]",
+    requirements: &[
+        "ansible-core==2.19.4",
+        "Jinja2==3.1.6",
+        "MarkupSafe==3.0.4",
+        "PyYAML==6.0.3",
+        "packaging==26.3",
+        "resolvelib==1.2.1",
+        "cryptography==50.0.2",
+        "cffi==2.1.1",
+        "pycparser==3.12",
+    ],
+};
 
 static VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 
@@ -40,95 +42,13 @@ async fn ansible_playbook() -> Option<PathBuf> {
         eprintln!("DUFFY_SKIP_REAL_CLIENTS=1: real ansible-playbook test skipped");
         return None;
     }
-    let result = VENV
-        .get_or_init(|| async {
-            tokio::task::spawn_blocking(ensure_installed)
-                .await
-                .unwrap_or_else(|e| Err(format!("the installer thread failed: {e}")))
-        })
-        .await;
-    match result {
+    match cached(&ANSIBLE, &VENV).await {
         Ok(dir) => Some(dir.join("bin/ansible-playbook")),
         Err(cause) => panic!(
-            "cannot install {ANSIBLE_CORE} for the ansible tests: {cause}\n\
-             Set DUFFY_SKIP_REAL_CLIENTS=1 to skip these tests knowingly."
+            "cannot install {} for the ansible tests: {cause}\n\
+             Set DUFFY_SKIP_REAL_CLIENTS=1 to skip these tests knowingly.",
+            ANSIBLE.what
         ),
-    }
-}
-
-/// `.venv-compat/ansible`, created under an exclusive lock when missing or incomplete.
-fn ensure_installed() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-compat");
-    let dir = root.join("ansible");
-    if is_complete(&dir) {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    let lock_path = root.join("ansible.lock");
-    let lock = File::create(&lock_path)
-        .and_then(|f| f.lock().map(|()| f))
-        .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
-    if !is_complete(&dir) {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| format!("removing {}: {e}", dir.display()))?;
-        }
-        run(Command::new("python3").args(["-m", "venv"]).arg(&dir))
-            .map_err(|e| format!("`python3 -m venv` failed: {e}"))?;
-        let installed = run(Command::new(dir.join("bin/pip"))
-            .args([
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--quiet",
-            ])
-            .args(["--timeout", "20", "--retries", "2"])
-            .args(REQUIREMENTS));
-        if let Err(e) = installed {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!(
-                "`pip install` failed (is PyPI reachable from here?): {e}"
-            ));
-        }
-        if !is_complete(&dir) {
-            return Err(format!(
-                "{} does not print `{EXPECT_VERSION}`",
-                dir.display()
-            ));
-        }
-    }
-    drop(lock);
-    Ok(dir)
-}
-
-fn is_complete(dir: &Path) -> bool {
-    Command::new(dir.join("bin/ansible-playbook"))
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout).lines().next() == Some(EXPECT_VERSION)
-        })
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run it: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        ))
     }
 }
 

@@ -9,6 +9,8 @@
 mod helpers;
 #[path = "../common/pg.rs"]
 mod pg;
+#[path = "../common/venv.rs"]
+mod venv;
 
 mod ansible;
 mod auth;
