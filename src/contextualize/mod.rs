@@ -181,21 +181,38 @@ mod tests {
         );
     }
 
+    /// Writes an executable script from another process. Had this process held the file open
+    /// for writing, a concurrent test's fork could inherit that descriptor and make running
+    /// the script fail with "Text file busy".
+    fn executable(path: &std::path::Path, body: &str) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
     #[tokio::test]
     async fn the_command_line_has_the_configured_settings_and_extra_options_first() {
         let dir = tempfile::tempdir().unwrap();
         let args = dir.path().join("args");
         let script = dir.path().join("fake-ssh");
-        std::fs::write(
+        executable(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\ncat > /dev/null\n",
                 args.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        );
         let ssh = Ssh::from_config(&SshConfig {
             command: script.display().to_string(),
             user: "duffy".into(),
@@ -231,9 +248,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("hang");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        executable(&script, "#!/bin/sh\nexec sleep 30\n");
         let hanging = Ssh {
             command: script.display().to_string(),
             timeout: Duration::from_millis(200),
