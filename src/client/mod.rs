@@ -15,7 +15,6 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use wire::{Node, NodesSpec, Pool, Session, SessionNode, SessionUpdate, TenantRef};
@@ -152,45 +151,24 @@ impl Client {
 
     /// `GET /pools/{name}`.
     pub async fn show_pool(&self, auth: &Auth, name: &str) -> Result<Pool, ClientError> {
-        let url = self.url(&["pools", name])?;
-        self.call(Method::GET, url, auth, None::<&()>, StatusCode::OK, "pool")
+        self.fetch(auth, &Call::ShowPool(name.to_owned()), "pool")
             .await
     }
 
     /// `GET /pools`.
     pub async fn list_pools(&self, auth: &Auth) -> Result<Vec<Pool>, ClientError> {
-        let url = self.url(&["pools"])?;
-        self.call(Method::GET, url, auth, None::<&()>, StatusCode::OK, "pools")
-            .await
+        self.fetch(auth, &Call::ListPools, "pools").await
     }
 
     /// `GET /sessions`: the tenant's active sessions (all of them for admins and anonymous
     /// readers).
     pub async fn list_sessions(&self, auth: &Auth) -> Result<Vec<Session>, ClientError> {
-        let url = self.url(&["sessions"])?;
-        self.call(
-            Method::GET,
-            url,
-            auth,
-            None::<&()>,
-            StatusCode::OK,
-            "sessions",
-        )
-        .await
+        self.fetch(auth, &Call::ListSessions, "sessions").await
     }
 
     /// `GET /sessions/{id}`.
     pub async fn show_session(&self, auth: &Auth, id: i64) -> Result<Session, ClientError> {
-        let url = self.url(&["sessions", &id.to_string()])?;
-        self.call(
-            Method::GET,
-            url,
-            auth,
-            None::<&()>,
-            StatusCode::OK,
-            "session",
-        )
-        .await
+        self.fetch(auth, &Call::ShowSession(id), "session").await
     }
 
     /// `POST /sessions`: asks for nodes.
@@ -199,17 +177,8 @@ impl Client {
         auth: &Auth,
         specs: &[NodesSpec],
     ) -> Result<Session, ClientError> {
-        let url = self.url(&["sessions"])?;
-        let body = serde_json::json!({ "nodes_specs": specs });
-        self.call(
-            Method::POST,
-            url,
-            auth,
-            Some(&body),
-            StatusCode::CREATED,
-            "session",
-        )
-        .await
+        self.fetch(auth, &Call::Allocate(specs.to_vec()), "session")
+            .await
     }
 
     /// `PUT /sessions/{id}`: retires, extends or marks a session's nodes failed.
@@ -219,23 +188,13 @@ impl Client {
         id: i64,
         update: &SessionUpdate,
     ) -> Result<Session, ClientError> {
-        let url = self.url(&["sessions", &id.to_string()])?;
-        self.call(
-            Method::PUT,
-            url,
-            auth,
-            Some(update),
-            StatusCode::OK,
-            "session",
-        )
-        .await
+        self.fetch(auth, &Call::UpdateSession(id, update.clone()), "session")
+            .await
     }
 
     /// `GET /nodes`: every live node.
     pub async fn list_nodes(&self, auth: &Auth) -> Result<Vec<Node>, ClientError> {
-        let url = self.url(&["nodes"])?;
-        self.call(Method::GET, url, auth, None::<&()>, StatusCode::OK, "nodes")
-            .await
+        self.fetch(auth, &Call::ListNodes, "nodes").await
     }
 
     /// Sends `call` and returns the server's answer whatever its status; only a failure to
@@ -243,7 +202,6 @@ impl Client {
     /// client`).
     pub async fn send(&self, auth: &Auth, call: &Call) -> Result<Answer, ClientError> {
         let (method, segments) = call.route();
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let mut request = self.http.request(method, self.url(&segments)?);
         if let Some(value) = auth.header()? {
             request = request.header(AUTHORIZATION, value);
@@ -262,7 +220,7 @@ impl Client {
     }
 
     /// The URL of a resource below the API root; each segment is percent-encoded.
-    fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
+    fn url(&self, segments: &[impl AsRef<str>]) -> Result<Url, ClientError> {
         let mut url = self.api.clone();
         {
             let mut path = url.path_segments_mut().map_err(|()| ClientError::BadUrl {
@@ -270,40 +228,33 @@ impl Client {
                 reason: "no host".into(),
             })?;
             path.pop_if_empty();
-            path.extend(segments);
+            path.extend(segments.iter().map(AsRef::as_ref));
         }
         Ok(url)
     }
 
-    /// Sends one request and decodes `envelope[field]` from a `want` answer.
-    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+    /// Sends `call` and decodes `envelope[field]` from its success answer; any other status
+    /// is an [`ClientError::Api`] with the answer's `detail`.
+    async fn fetch<T: DeserializeOwned>(
         &self,
-        method: Method,
-        url: Url,
         auth: &Auth,
-        body: Option<&B>,
-        want: StatusCode,
+        call: &Call,
         field: &str,
     ) -> Result<T, ClientError> {
-        let mut request = self.http.request(method, url);
-        if let Some(value) = auth.header()? {
-            request = request.header(AUTHORIZATION, value);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| self.transport(e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-        if status != want {
+        let Answer {
+            status,
+            expected,
+            body,
+        } = self.send(auth, call).await?;
+        if status != expected {
             return Err(ClientError::Api {
                 status,
-                detail: detail_of(&bytes),
+                detail: detail_of(&body),
             });
         }
         let unreadable = |reason: String| ClientError::Unreadable { status, reason };
         let mut envelope: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+            serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))?;
         let value = envelope
             .remove(field)
             .ok_or_else(|| unreadable(format!("no '{field}' in the answer")))?;
@@ -324,7 +275,8 @@ impl Client {
     }
 }
 
-/// One request of the `duffy client` CLI, with the exact body the original client sends.
+/// One v3 request: its method, path, body and success status, described here only. The
+/// CLI's calls carry the exact bodies the original client sends.
 #[derive(Debug, Clone)]
 pub enum Call {
     /// `GET /pools`.
@@ -335,12 +287,19 @@ pub enum Call {
     ListSessions,
     /// `GET /sessions/{id}`.
     ShowSession(i64),
-    /// `POST /sessions` with `{"tenant_id": null, "nodes_specs": […]}`.
+    /// `POST /sessions` with `{"tenant_id": null, "nodes_specs": […]}`, as the original
+    /// client sends it.
     RequestSession(Vec<NodesSpec>),
+    /// `POST /sessions` with `{"nodes_specs": […]}` only (the v2 layer's allocation).
+    Allocate(Vec<NodesSpec>),
     /// `PUT /sessions/{id}` with `{"active": false, "expires_at": null}`.
     RetireSession(i64),
     /// `PUT /sessions/{id}` with `{"expires_at": "<signed duration>"}` (ours).
     ExtendSession(i64, String),
+    /// `PUT /sessions/{id}` with the given fields (the v2 layer's retire and fail).
+    UpdateSession(i64, SessionUpdate),
+    /// `GET /nodes`.
+    ListNodes,
 }
 
 impl Call {
@@ -351,10 +310,11 @@ impl Call {
             Call::ShowPool(name) => (Method::GET, s(&["pools", name])),
             Call::ListSessions => (Method::GET, s(&["sessions"])),
             Call::ShowSession(id) => (Method::GET, s(&["sessions", &id.to_string()])),
-            Call::RequestSession(_) => (Method::POST, s(&["sessions"])),
-            Call::RetireSession(id) | Call::ExtendSession(id, _) => {
+            Call::RequestSession(_) | Call::Allocate(_) => (Method::POST, s(&["sessions"])),
+            Call::RetireSession(id) | Call::ExtendSession(id, _) | Call::UpdateSession(id, _) => {
                 (Method::PUT, s(&["sessions", &id.to_string()]))
             }
+            Call::ListNodes => (Method::GET, s(&["nodes"])),
         }
     }
 
@@ -363,10 +323,12 @@ impl Call {
             Call::RequestSession(specs) => {
                 Some(serde_json::json!({"tenant_id": null, "nodes_specs": specs}))
             }
+            Call::Allocate(specs) => Some(serde_json::json!({ "nodes_specs": specs })),
             Call::RetireSession(_) => {
                 Some(serde_json::json!({"active": false, "expires_at": null}))
             }
             Call::ExtendSession(_, delta) => Some(serde_json::json!({ "expires_at": delta })),
+            Call::UpdateSession(_, update) => serde_json::to_value(update).ok(),
             _ => None,
         }
     }
@@ -374,7 +336,7 @@ impl Call {
     /// The status of a successful answer.
     pub fn expected(&self) -> StatusCode {
         match self {
-            Call::RequestSession(_) => StatusCode::CREATED,
+            Call::RequestSession(_) | Call::Allocate(_) => StatusCode::CREATED,
             _ => StatusCode::OK,
         }
     }

@@ -1,7 +1,8 @@
 //! `--format json`: Python's `json.dumps(body, indent=4)` plus `click.echo`'s newline.
 //!
 //! serde_json's pretty printer differs from Python's in indentation, in escaping (Python
-//! writes every non-ASCII character as `\uXXXX`, since `ensure_ascii` is on) and in
+//! writes every non-ASCII character as a `\u` escape such as `\u00fc`, since `ensure_ascii`
+//! is on) and in
 //! floats (`1e+20`, not `1e20`), so the encoder is written out here.
 
 use std::fmt::Write as _;
