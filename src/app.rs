@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use warp::Filter;
 
 use crate::config::{Config, DatabaseUrl};
@@ -160,7 +159,7 @@ impl App {
     /// Reconciles what a previous run left behind, starts the background jobs and serves the
     /// API until `shutdown` fires; then stops the jobs and closes the database.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let tracker = TaskTracker::new();
+        let tracker = self.engine.runs().clone();
         let jobs = if self.options.background_jobs {
             EnforceDeadlines::new(self.engine.clone())
                 .reconcile(&tracker)

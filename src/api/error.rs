@@ -13,6 +13,10 @@ use warp::reply::{Reply, Response};
 use super::validate::FieldError;
 use crate::engine::{AuthError, EngineError};
 
+/// `Retry-After` (seconds) of a request refused because allocations are paused: an admin
+/// is at work, so clients should not hammer the service meanwhile.
+pub const PAUSED_RETRY_AFTER: &str = "60";
+
 /// Everything a v3 handler can answer instead of a success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -81,7 +85,9 @@ impl ApiError {
                 | EngineError::TenantRetired { .. }
                 | EngineError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 EngineError::Conflict(_) => StatusCode::CONFLICT,
-                EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Unavailable(_) | EngineError::Paused(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -115,7 +121,12 @@ impl ApiError {
                 HeaderValue::from_static("Basic realm=\"duffy\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(self, ApiError::Engine(EngineError::Paused(_))) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(PAUSED_RETRY_AFTER),
+            );
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
         }
         response

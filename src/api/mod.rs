@@ -54,7 +54,9 @@ pub fn v1_routes(state: State) -> BoxedFilter<(Response,)> {
                 .unify()
                 .or(v1::nodes::routes(state.clone()))
                 .unify()
-                .or(v1::tenants::routes(state))
+                .or(v1::tenants::routes(state.clone()))
+                .unify()
+                .or(v1::service::routes(state))
                 .unify(),
         )
         .boxed()
@@ -122,6 +124,12 @@ pub fn with_state(
     state: State,
 ) -> impl Filter<Extract = (State,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || state.clone())
+}
+
+/// The raw query string, empty when there is none (handlers decode it, see
+/// [`validate::Query`]).
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 /// The raw `Authorization` header, if any (decoded by the handler, see [`auth`]).

@@ -169,6 +169,63 @@ pub fn path_id(raw: &str, name: &str) -> Result<i64, Vec<FieldError>> {
     })
 }
 
+/// A query string's parameters, decoded; for each name the first value counts.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Decodes a raw query string (`a=1&b=x%20y`); bytes that are not UTF-8 are replaced.
+    pub fn parse(raw: &str) -> Query {
+        Query(
+            form_urlencoded::parse(raw.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, each split at commas (`?state=a,b&state=c`), blanks dropped.
+    pub fn list(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+}
+
+/// A query parameter that is not what it should be: `loc` is `["query", name]`.
+pub fn query_error(name: &str, issue: Issue, input: &str) -> FieldError {
+    issue.at(
+        vec!["query".into(), name.into()],
+        Value::String(input.to_owned()),
+    )
+}
+
+/// One of a fixed set of strings, as pydantic reports a bad `Literal`/`Enum` value.
+pub fn one_of<'a>(choices: &'a [&'a str]) -> impl Fn(&Value) -> Result<String, Issue> + 'a {
+    move |v| {
+        let expected = choices
+            .iter()
+            .map(|c| format!("'{c}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match v.as_str() {
+            Some(s) if choices.contains(&s) => Ok(s.to_owned()),
+            _ => Err(Issue::new("enum", format!("Input should be {expected}"))
+                .with_ctx(json!({"expected": expected}))),
+        }
+    }
+}
+
 /// Reads the fields of one JSON object, collecting every problem instead of stopping at the
 /// first, like pydantic.
 pub struct Fields<'a> {

@@ -12,6 +12,8 @@ use crate::engine::pools::Levels;
 use crate::engine::sessions::SessionView;
 use crate::engine::{Effective, Engine, seconds};
 use crate::store::nodes::Node;
+use crate::store::pauses::Pause;
+use crate::store::sessions::HeldNode;
 use crate::store::tenants::Tenant;
 
 /// What `ssh_key` and a kept `api_key` show instead of the secret.
@@ -269,6 +271,9 @@ pub struct PoolOut<'a> {
     /// Ours: present only while the pool's provisioning keeps failing.
     #[serde(skip_serializing_if = "Option::is_none")]
     backoff: Option<BackoffOut>,
+    /// Ours: present only while an admin has paused allocations from the pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<PauseOut>,
 }
 
 /// Why a pool is not being filled: `{"failures", "delay", "until", "error"}` (extension).
@@ -300,6 +305,7 @@ impl<'a> PoolOut<'a> {
             fill_level,
             levels: None,
             backoff: None,
+            paused: None,
         }
     }
 
@@ -315,6 +321,107 @@ impl<'a> PoolOut<'a> {
             fill_level,
             levels: Some(levels.into()),
             backoff: backoff.map(BackoffOut::from),
+            paused: None,
+        }
+    }
+
+    /// Adds the pool's pause, if it has one.
+    pub fn with_pause(mut self, pause: Option<&Pause>) -> Self {
+        self.paused = pause.map(PauseOut::from);
+        self
+    }
+}
+
+/// Who paused allocations, when and why (extension).
+#[derive(Debug, Serialize)]
+pub struct PauseOut {
+    since: Ts,
+    by: String,
+    reason: String,
+}
+
+impl From<&Pause> for PauseOut {
+    fn from(p: &Pause) -> Self {
+        PauseOut {
+            since: Ts(p.paused_at),
+            by: p.paused_by.clone(),
+            reason: p.reason.clone(),
+        }
+    }
+}
+
+/// A pool's pause in the service's list: the pool's name, then the pause.
+#[derive(Debug, Serialize)]
+pub struct PoolPauseOut {
+    pool: String,
+    #[serde(flatten)]
+    pause: PauseOut,
+}
+
+/// The service as a whole (extension): its version and what is paused.
+#[derive(Debug, Serialize)]
+pub struct ServiceOut {
+    version: &'static str,
+    /// Set while every allocation is paused.
+    paused: Option<PauseOut>,
+    /// Pools whose allocations are paused, by name.
+    paused_pools: Vec<PoolPauseOut>,
+}
+
+impl ServiceOut {
+    /// The service, given the pauses in force.
+    pub fn new(pauses: &[Pause]) -> Self {
+        ServiceOut {
+            version: env!("CARGO_PKG_VERSION"),
+            paused: pauses
+                .iter()
+                .find(|p| p.scope == crate::store::pauses::SERVICE)
+                .map(PauseOut::from),
+            paused_pools: pauses
+                .iter()
+                .filter(|p| p.scope != crate::store::pauses::SERVICE)
+                .map(|p| PoolPauseOut {
+                    pool: p.scope.clone(),
+                    pause: PauseOut::from(p),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A node held past the overtime threshold, with who holds it (extension; v2 `/Overtime`).
+#[derive(Debug, Serialize)]
+pub struct HeldNodeOut<'a> {
+    id: i64,
+    hostname: Option<&'a str>,
+    ipaddr: Option<&'a str>,
+    pool: Option<&'a str>,
+    state: &'static str,
+    session_id: i64,
+    tenant: TenantBrief<'a>,
+    held_since: Ts,
+    /// Whole minutes since the session was granted.
+    held_minutes: i64,
+    expires_at: Option<Ts>,
+}
+
+impl<'a> HeldNodeOut<'a> {
+    /// A held node as of `now`.
+    pub fn new(held: &'a HeldNode, now: NaiveDateTime) -> Self {
+        HeldNodeOut {
+            id: held.node.id,
+            hostname: held.node.hostname.as_deref(),
+            ipaddr: held.node.ipaddr.as_deref(),
+            pool: held.node.pool.as_deref(),
+            state: held.node.state.as_str(),
+            session_id: held.session_id,
+            tenant: TenantBrief {
+                id: held.tenant_id,
+                name: &held.tenant_name,
+            },
+            held_since: Ts(held.held_since),
+            held_minutes: (now - held.held_since).num_minutes(),
+            expires_at: held.session_expires_at.map(Ts),
         }
     }
 }

@@ -17,7 +17,10 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-pub use wire::{Node, NodesSpec, Pool, Session, SessionNode, SessionUpdate, TenantRef};
+pub use wire::{
+    HeldNode, Node, NodeCommand, NodesSpec, PauseRequest, Pool, Session, SessionNode,
+    SessionUpdate, TenantRef,
+};
 
 /// How much of an unreadable answer is kept for the error message.
 const EXCERPT: usize = 200;
@@ -197,12 +200,52 @@ impl Client {
         self.fetch(auth, &Call::ListNodes, "nodes").await
     }
 
+    /// `PUT /nodes/{id}` (ours, admins): acts on a node.
+    pub async fn update_node(
+        &self,
+        auth: &Auth,
+        id: i64,
+        command: &NodeCommand,
+    ) -> Result<Node, ClientError> {
+        self.fetch(auth, &Call::UpdateNode(id, command.clone()), "node")
+            .await
+    }
+
+    /// `PUT /service` or, with a pool, `PUT /pools/{name}` (ours, admins): pauses or
+    /// resumes allocations.
+    pub async fn set_paused(
+        &self,
+        auth: &Auth,
+        pool: Option<&str>,
+        request: &PauseRequest,
+    ) -> Result<(), ClientError> {
+        match pool {
+            Some(pool) => {
+                let call = Call::PausePool(pool.to_owned(), request.clone());
+                self.fetch::<serde_json::Value>(auth, &call, "pool").await?;
+            }
+            None => {
+                let call = Call::PauseService(request.clone());
+                self.fetch::<serde_json::Value>(auth, &call, "service")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /overtime?minutes=N` (ours, admins): nodes held longer than that.
+    pub async fn overtime(&self, auth: &Auth, minutes: i64) -> Result<Vec<HeldNode>, ClientError> {
+        self.fetch(auth, &Call::Overtime(minutes), "overtime").await
+    }
+
     /// Sends `call` and returns the server's answer whatever its status; only a failure to
     /// get an answer is an error. For callers that show the answer as it came (`duffy
     /// client`).
     pub async fn send(&self, auth: &Auth, call: &Call) -> Result<Answer, ClientError> {
         let (method, segments) = call.route();
-        let mut request = self.http.request(method, self.url(&segments)?);
+        let mut url = self.url(&segments)?;
+        url.set_query(call.query().as_deref());
+        let mut request = self.http.request(method, url);
         if let Some(value) = auth.header()? {
             request = request.header(AUTHORIZATION, value);
         }
@@ -300,6 +343,14 @@ pub enum Call {
     UpdateSession(i64, SessionUpdate),
     /// `GET /nodes`.
     ListNodes,
+    /// `PUT /nodes/{id}` with an admin's command (ours).
+    UpdateNode(i64, NodeCommand),
+    /// `PUT /pools/{name}` with `{"paused", "reason"}` (ours).
+    PausePool(String, PauseRequest),
+    /// `PUT /service` with `{"paused", "reason"}` (ours).
+    PauseService(PauseRequest),
+    /// `GET /overtime?minutes=N` (ours).
+    Overtime(i64),
 }
 
 impl Call {
@@ -315,6 +366,17 @@ impl Call {
                 (Method::PUT, s(&["sessions", &id.to_string()]))
             }
             Call::ListNodes => (Method::GET, s(&["nodes"])),
+            Call::UpdateNode(id, _) => (Method::PUT, s(&["nodes", &id.to_string()])),
+            Call::PausePool(name, _) => (Method::PUT, s(&["pools", name])),
+            Call::PauseService(_) => (Method::PUT, s(&["service"])),
+            Call::Overtime(_) => (Method::GET, s(&["overtime"])),
+        }
+    }
+
+    fn query(&self) -> Option<String> {
+        match self {
+            Call::Overtime(minutes) => Some(format!("minutes={minutes}")),
+            _ => None,
         }
     }
 
@@ -329,6 +391,10 @@ impl Call {
             }
             Call::ExtendSession(_, delta) => Some(serde_json::json!({ "expires_at": delta })),
             Call::UpdateSession(_, update) => serde_json::to_value(update).ok(),
+            Call::UpdateNode(_, command) => serde_json::to_value(command).ok(),
+            Call::PausePool(_, request) | Call::PauseService(request) => {
+                serde_json::to_value(request).ok()
+            }
             _ => None,
         }
     }

@@ -40,7 +40,7 @@ pub struct Pool {
 }
 
 /// The tenant a session belongs to (anonymous readers see only these two fields).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TenantRef {
     /// Tenant id.
     pub id: i64,
@@ -107,4 +107,49 @@ pub struct Node {
     /// Mechanism and engine data, e.g. `error` once it was reported failed.
     #[serde(default)]
     pub data: Map<String, Value>,
+}
+
+/// The body of an admin's `PUT /nodes/{id}` (ours).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeCommand {
+    /// `downtime`, `recover`, `retire`, `provision` or `deprovision`.
+    pub action: String,
+    /// Why, recorded with the action.
+    pub reason: String,
+    /// The pool whose mechanism runs, when the node has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+/// The body of an admin's `PUT /service` or `PUT /pools/{name}` (ours).
+#[derive(Debug, Clone, Serialize)]
+pub struct PauseRequest {
+    /// `true` pauses allocations, `false` resumes them.
+    pub paused: bool,
+    /// Why, recorded with the pause.
+    pub reason: String,
+}
+
+/// A node held past the overtime threshold, as `GET /overtime` shows it (ours).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldNode {
+    /// Node id.
+    pub id: i64,
+    /// Its hostname.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Its address.
+    #[serde(default)]
+    pub ipaddr: Option<String>,
+    /// Its pool.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// The session holding it.
+    pub session_id: i64,
+    /// The tenant holding it.
+    pub tenant: TenantRef,
+    /// When the session was granted.
+    pub held_since: String,
+    /// Whole minutes since then.
+    pub held_minutes: i64,
 }

@@ -53,6 +53,10 @@ pub enum EngineError {
     /// The nodes could not be handed over right now; the client should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// An admin paused allocations (for the service or a pool of the request); the client
+    /// should retry later.
+    #[error("{0}")]
+    Paused(String),
     /// A fault of the database; logged, never shown.
     #[error(transparent)]
     Store(#[from] StoreError),

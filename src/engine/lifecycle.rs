@@ -366,6 +366,7 @@ impl Engine {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => reverse_dns(&ipaddr).await.unwrap_or_else(|| ipaddr.clone()),
         };
+        let claimed_at = node.state_changed_at;
         let now = store::now();
         node.state = NodeState::Ready;
         node.hostname = Some(hostname);
@@ -373,12 +374,13 @@ impl Engine {
         node.data.0.insert("provision".into(), Value::Object(entry));
         node.state_changed_at = now;
         let mut tx = self.db().begin().await?;
-        match store::nodes::save(&mut tx, &node, NodeState::Provisioning).await {
+        match store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await
+        {
             Ok(true) => {
                 tx.commit().await?;
                 Ok(NodeState::Ready)
             }
-            // A deadline or a restart took the node meanwhile.
+            // A deadline, a restart or an admin took the node meanwhile.
             Ok(false) => Ok(NodeState::Failed),
             Err(StoreError::Duplicate { field }) => {
                 drop(tx);
@@ -387,7 +389,8 @@ impl Engine {
                 tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {detail}", node.id);
                 mark_failed(&mut node, &detail, now);
                 let mut tx = self.db().begin().await?;
-                store::nodes::save(&mut tx, &node, NodeState::Provisioning).await?;
+                store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at)
+                    .await?;
                 tx.commit().await?;
                 Ok(NodeState::Failed)
             }
@@ -396,17 +399,22 @@ impl Engine {
     }
 
     /// A node the mechanism did not deliver: a reusable one goes back to `unused` outside
-    /// any pool; a fresh row is deleted.
+    /// any pool; a fresh row is deleted; one with a machine of its own fails.
     async fn not_provisioned(&self, mut node: Node) -> Result<(), EngineError> {
+        let claimed_at = node.state_changed_at;
         let mut tx = self.db().begin().await?;
         if node.reusable {
             node.state = NodeState::Unused;
             node.pool = None;
             node.data.0.shift_remove("provision");
             node.state_changed_at = store::now();
-            store::nodes::save(&mut tx, &node, NodeState::Provisioning).await?;
+            store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await?;
+        } else if node.hostname.is_some() {
+            // A machine of its own (an admin asked to provision it again): keep the record.
+            mark_failed(&mut node, "provisioning failed", store::now());
+            store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await?;
         } else {
-            store::nodes::delete_provisioning(&mut tx, node.id).await?;
+            store::nodes::delete_provisioning(&mut tx, node.id, claimed_at).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -480,6 +488,7 @@ impl Engine {
         let mut report = DeprovisionReport::default();
         let mut finished = Vec::with_capacity(batch.nodes.len());
         for mut node in batch.nodes {
+            let claimed_at = node.state_changed_at;
             let reported_failed = node.data.0.contains_key("error");
             let matched = match &result {
                 Ok(Deprovisioned::All) => Ok(true),
@@ -516,7 +525,7 @@ impl Engine {
                     report.failed += 1;
                 }
             }
-            finished.push(node);
+            finished.push((node, claimed_at));
         }
         if let Err(e) = self.record_deprovisioned(&finished).await {
             tracing::error!(pool.name = %batch.pool, error = %e, "pool {}: recording a deprovisioning result failed: {e}", batch.pool);
@@ -531,10 +540,14 @@ impl Engine {
         report
     }
 
-    async fn record_deprovisioned(&self, nodes: &[Node]) -> Result<(), EngineError> {
+    async fn record_deprovisioned(
+        &self,
+        nodes: &[(Node, NaiveDateTime)],
+    ) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
-        for node in nodes {
-            store::nodes::save(&mut tx, node, NodeState::Deprovisioning).await?;
+        for (node, claimed_at) in nodes {
+            store::nodes::save_claimed(&mut tx, node, NodeState::Deprovisioning, *claimed_at)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

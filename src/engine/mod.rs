@@ -6,6 +6,7 @@
 //! Background work lives in [`jobs`]; the engine wakes it with [`Wakers`] so that a refill
 //! starts right after an allocation and an expiry fires at `expires_at`.
 
+pub mod admin;
 pub mod auth;
 pub mod backoff;
 pub mod error;
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::TimeDelta;
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Defaults};
 use crate::contextualize::Contextualizer;
@@ -41,6 +43,7 @@ pub struct Engine {
     auth: Authenticator,
     wakers: Wakers,
     backoff: backoff::PoolBackoff,
+    runs: TaskTracker,
 }
 
 /// The engine cannot start with this configuration.
@@ -157,6 +160,7 @@ impl Engine {
             auth: Authenticator::new(),
             wakers: Wakers::default(),
             backoff,
+            runs: TaskTracker::new(),
         })
     }
 
@@ -178,6 +182,12 @@ impl Engine {
     /// The wake-up calls of the background jobs.
     pub fn wakers(&self) -> &Wakers {
         &self.wakers
+    }
+
+    /// Where mechanism runs are spawned: the background jobs' and the admins'; shutdown
+    /// waits for them in one place.
+    pub fn runs(&self) -> &TaskTracker {
+        &self.runs
     }
 
     /// Which pools are left alone after failed provisioning.

@@ -143,6 +143,10 @@ impl Engine {
         let now = store::now();
         let requested: i64 = specs.iter().map(|s| s.quantity).sum();
         let mut tx = self.db().begin().await?;
+        let pools: Vec<&str> = specs.iter().map(|s| s.pool.as_str()).collect();
+        if let Some(pause) = store::pauses::blocking(&mut tx, &pools).await?.first() {
+            return Err(EngineError::Paused(super::admin::paused_detail(pause)));
+        }
         let tenant = store::tenants::lock_by_id(&mut tx, target.id).await?;
         let tenant = match (tenant, target.for_other) {
             (Some(t), _) if t.is_active() => t,

@@ -40,6 +40,22 @@ pub enum V2Error {
     /// The query string cannot be read at all.
     #[error(transparent)]
     MalformedQuery(#[from] super::query::QueryError),
+    /// An admin path called with a key that is not an admin's.
+    #[error("Admin key required")]
+    AdminRequired,
+    /// An admin path naming a node that does not exist (or no node id at all).
+    #[error("Invalid node ID")]
+    InvalidNode,
+    /// `/PauseService` or `/ResumeService` naming a pool that does not exist.
+    #[error("Invalid pool")]
+    InvalidPool,
+    /// An admin call the v3 API turned down (a node in the wrong state, an abstract
+    /// pool); the text says why.
+    #[error("{0}")]
+    Refused(String),
+    /// A parameter of an admin path that cannot be used.
+    #[error("{0}")]
+    BadParameter(String),
 }
 
 impl V2Error {
@@ -51,7 +67,10 @@ impl V2Error {
                 StatusCode::OK
             }
             V2Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            V2Error::MalformedQuery(_) => StatusCode::BAD_REQUEST,
+            V2Error::MalformedQuery(_) | V2Error::BadParameter(_) => StatusCode::BAD_REQUEST,
+            V2Error::AdminRequired => StatusCode::FORBIDDEN,
+            V2Error::InvalidNode | V2Error::InvalidPool => StatusCode::NOT_FOUND,
+            V2Error::Refused(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -62,7 +81,12 @@ impl V2Error {
             V2Error::InvalidKey
             | V2Error::InvalidSession
             | V2Error::NotInProd
-            | V2Error::MalformedQuery(_) => json_reply(status, &json!({"msg": self.to_string()})),
+            | V2Error::MalformedQuery(_)
+            | V2Error::AdminRequired
+            | V2Error::InvalidNode
+            | V2Error::InvalidPool
+            | V2Error::Refused(_)
+            | V2Error::BadParameter(_) => json_reply(status, &json!({"msg": self.to_string()})),
             V2Error::AllocationFailed(_) => json_reply(status, &self.to_string()),
             V2Error::Insufficient => text_reply(status, INSUFFICIENT),
             V2Error::Unavailable(cause) => {

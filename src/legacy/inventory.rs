@@ -137,6 +137,8 @@ fn v2_state(node: &Node) -> &str {
         "deployed" => "Deployed",
         "deprovisioning" => "Deprovision",
         "failed" => "Fail",
+        // v2's NodeSetAdmin put hosts into an admin state of this name.
+        "downtime" => "Admin",
         other => other,
     }
 }
@@ -215,6 +217,7 @@ mod tests {
             ("deployed", "Deployed"),
             ("deprovisioning", "Deprovision"),
             ("failed", "Fail"),
+            ("downtime", "Admin"),
         ] {
             assert_eq!(v2_state(&node(1, Some("a"), v3)), v2);
         }

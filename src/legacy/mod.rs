@@ -7,6 +7,7 @@
 //! itself) and standalone in `duffy serve-legacy`. It keeps no state a restart could lose:
 //! every answer is derived from v3 answers. The contract is `legacy-v2.md` §5.
 
+pub mod admin;
 pub mod answer;
 pub mod inventory;
 pub mod node;
@@ -168,13 +169,50 @@ fn positive(value: TimeDelta, key: &'static str) -> Result<Duration, SetupError>
         .ok_or(SetupError::Duration(key))
 }
 
-/// The four v2 endpoints.
-#[derive(Debug, Clone, Copy)]
-enum Endpoint {
+/// A century of minutes: the largest `/Overtime` threshold.
+const MAX_MINUTES: i64 = 100 * 366 * 24 * 60;
+
+/// The v2 endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/Node/get`.
     NodeGet,
+    /// `/Node/done`.
     NodeDone,
+    /// `/Node/fail`.
     NodeFail,
+    /// `/Inventory`.
     Inventory,
+    /// `/NodeSetAdmin/<id>`.
+    NodeSetAdmin,
+    /// `/NodeRecover/<id>`.
+    NodeRecover,
+    /// `/PauseService`.
+    PauseService,
+    /// `/ResumeService`.
+    ResumeService,
+    /// `/Overtime`.
+    Overtime,
+    /// `/Help`.
+    Help,
+}
+
+impl Endpoint {
+    /// The path as v2 spelled it (metrics label).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::NodeGet => "/Node/get",
+            Endpoint::NodeDone => "/Node/done",
+            Endpoint::NodeFail => "/Node/fail",
+            Endpoint::Inventory => "/Inventory",
+            Endpoint::NodeSetAdmin => "/NodeSetAdmin",
+            Endpoint::NodeRecover => "/NodeRecover",
+            Endpoint::PauseService => "/PauseService",
+            Endpoint::ResumeService => "/ResumeService",
+            Endpoint::Overtime => "/Overtime",
+            Endpoint::Help => "/Help",
+        }
+    }
 }
 
 /// The v2 routes; anything else is rejected for the caller's `recover` (404/405).
@@ -183,7 +221,16 @@ pub fn routes(legacy: Arc<Legacy>) -> BoxedFilter<(Response,)> {
         let legacy = legacy.clone();
         path.and(warp::get())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .then(move |query: String| handle(legacy.clone(), endpoint, query))
+            .then(move |query: String| handle(legacy.clone(), endpoint, query, String::new()))
+    };
+    let with_id = |name: &'static str, endpoint: Endpoint| {
+        let legacy = legacy.clone();
+        warp::path(name)
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+            .and(warp::get())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .then(move |id: String, query: String| handle(legacy.clone(), endpoint, query, id))
     };
     route(warp::path!("Node" / "get").boxed(), Endpoint::NodeGet)
         .or(route(
@@ -198,10 +245,29 @@ pub fn routes(legacy: Arc<Legacy>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(route(warp::path!("Inventory").boxed(), Endpoint::Inventory))
         .unify()
+        .or(with_id("NodeSetAdmin", Endpoint::NodeSetAdmin))
+        .unify()
+        .or(with_id("NodeRecover", Endpoint::NodeRecover))
+        .unify()
+        .or(route(
+            warp::path!("PauseService").boxed(),
+            Endpoint::PauseService,
+        ))
+        .unify()
+        .or(route(
+            warp::path!("ResumeService").boxed(),
+            Endpoint::ResumeService,
+        ))
+        .unify()
+        .or(route(warp::path!("Overtime").boxed(), Endpoint::Overtime))
+        .unify()
+        .or(route(warp::path!("Help").boxed(), Endpoint::Help))
+        .unify()
         .boxed()
 }
 
-async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String) -> Response {
+async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String, id: String) -> Response {
+    let id = crate::api::validate::path_segment(&id);
     let result = match query::parse(&query) {
         Err(e) => Err(e.into()),
         Ok(params) => match endpoint {
@@ -209,6 +275,12 @@ async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String) -> Respo
             Endpoint::NodeDone => node::done(&legacy, params).await,
             Endpoint::NodeFail => node::fail(&legacy, params).await,
             Endpoint::Inventory => inventory::inventory(&legacy, params).await,
+            Endpoint::NodeSetAdmin => admin::node_action(&legacy, params, &id, "downtime").await,
+            Endpoint::NodeRecover => admin::node_action(&legacy, params, &id, "recover").await,
+            Endpoint::PauseService => admin::pause(&legacy, params, true).await,
+            Endpoint::ResumeService => admin::pause(&legacy, params, false).await,
+            Endpoint::Overtime => admin::overtime(&legacy, params).await,
+            Endpoint::Help => Ok(admin::help()),
         },
     };
     reply(result)

@@ -138,8 +138,8 @@ fn count(text: Option<&str>) -> Result<(i64, String), V2Error> {
     Ok((n, text.trim_start_matches('0').to_owned()))
 }
 
-/// A v3 session id in decimal; v2-era ids such as `578e1a0b` are not.
-fn session_id(text: &str) -> Option<i64> {
+/// A v3 session (or node) id in decimal; v2-era ids such as `578e1a0b` are not.
+pub(super) fn session_id(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

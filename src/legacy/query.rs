@@ -26,6 +26,12 @@ pub struct Params {
     pub count: Option<String>,
     /// `ssid`: the session id of `/Node/done` and `/Node/fail`.
     pub ssid: Option<String>,
+    /// `reason`: why an admin acts (`/NodeSetAdmin`, `/PauseService`, …).
+    pub reason: Option<String>,
+    /// `pool`: the one pool `/PauseService` and `/ResumeService` act on.
+    pub pool: Option<String>,
+    /// `minutes`: the threshold of `/Overtime`.
+    pub minutes: Option<String>,
 }
 
 /// The query string cannot be read at all (kept for safety: after [`canonical`], serde_qs
@@ -46,6 +52,9 @@ struct All {
     count: Vec<String>,
     i_count: Vec<String>,
     ssid: Vec<String>,
+    reason: Vec<String>,
+    pool: Vec<String>,
+    minutes: Vec<String>,
 }
 
 /// The last value of each parameter, empty ones included.
@@ -59,6 +68,9 @@ struct Last {
     count: Option<String>,
     i_count: Option<String>,
     ssid: Option<String>,
+    reason: Option<String>,
+    pool: Option<String>,
+    minutes: Option<String>,
 }
 
 /// Parses a raw query string (without the `?`).
@@ -84,6 +96,9 @@ pub fn parse(query: &str) -> Result<Params, QueryError> {
         flavor: non_empty(first(all.flavor, last.flavor)),
         count: count.or(i_count),
         ssid: first(all.ssid, last.ssid),
+        reason: first(all.reason, last.reason),
+        pool: non_empty(first(all.pool, last.pool)),
+        minutes: first(all.minutes, last.minutes),
     })
 }
 

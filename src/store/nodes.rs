@@ -30,11 +30,14 @@ pub enum NodeState {
     Done,
     /// Something went wrong; kept for an operator to look at (final).
     Failed,
+    /// Taken out of service by an admin: never allocated, provisioned or deprovisioned
+    /// until an admin recovers it (`data.downtime` says who, when, why and from where).
+    Downtime,
 }
 
 impl NodeState {
     /// Every state, in life-cycle order.
-    pub const ALL: [NodeState; 8] = [
+    pub const ALL: [NodeState; 9] = [
         NodeState::Unused,
         NodeState::Provisioning,
         NodeState::Ready,
@@ -43,6 +46,7 @@ impl NodeState {
         NodeState::Deprovisioning,
         NodeState::Done,
         NodeState::Failed,
+        NodeState::Downtime,
     ];
 
     /// The name stored in the database and shown by the API.
@@ -56,6 +60,7 @@ impl NodeState {
             NodeState::Deprovisioning => "deprovisioning",
             NodeState::Done => "done",
             NodeState::Failed => "failed",
+            NodeState::Downtime => "downtime",
         }
     }
 
@@ -158,6 +163,43 @@ pub async fn list_live(db: &Db) -> Result<Vec<Node>, StoreError> {
     Ok(on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?)
 }
 
+/// Live nodes, optionally of one pool, in id order (`GET /nodes?pool=`).
+pub async fn list_live_in(db: &Db, pool: Option<&str>) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL \
+        AND ($1 IS NULL OR pool = $1) ORDER BY id";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(pool).fetch_all(c).await)?)
+}
+
+/// One node by id inside a write transaction, locked on PostgreSQL until it ends.
+pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Node>, StoreError> {
+    const SQLITE: &str = "SELECT * FROM nodes WHERE id = $1";
+    const POSTGRES: &str = "SELECT * FROM nodes WHERE id = $1 FOR UPDATE";
+    Ok(
+        on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+            sqlx::query_as(sql).bind(id).fetch_optional(c).await
+        })?,
+    )
+}
+
+/// Ready nodes of a pool that entered `ready` before `before`, oldest first: candidates
+/// for recycling (`max-ready-age`).
+pub async fn ready_before(
+    tx: &mut Tx,
+    pool: &str,
+    before: NaiveDateTime,
+) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL AND state = 'ready' \
+        AND pool = $1 AND state_changed_at < $2 ORDER BY state_changed_at, id";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(pool).bind(before).fetch_all(c).await)?)
+}
+
+/// Ready nodes of a pool.
+pub async fn count_ready(tx: &mut Tx, pool: &str) -> Result<i64, StoreError> {
+    const SQL: &str =
+        "SELECT COUNT(*) FROM nodes WHERE retired_at IS NULL AND pool = $1 AND state = 'ready'";
+    Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(pool).fetch_one(c).await)?)
+}
+
 /// Nodes in `state`, in id order (reconciliation, deadlines, operators' views).
 pub async fn in_state(db: &Db, state: NodeState) -> Result<Vec<Node>, StoreError> {
     const SQL: &str = "SELECT * FROM nodes WHERE state = $1 AND retired_at IS NULL ORDER BY id";
@@ -242,6 +284,39 @@ pub async fn save(tx: &mut Tx, node: &Node, expected: NodeState) -> Result<bool,
     Ok(done == 1)
 }
 
+/// Records a mechanism run's outcome on a node, if the node is still as the run claimed
+/// it: in state `expected` since `claimed_at`. A node an admin or a deadline moved on
+/// meanwhile (even back into the same state, for a new run) is left alone.
+pub async fn save_claimed(
+    tx: &mut Tx,
+    node: &Node,
+    expected: NodeState,
+    claimed_at: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    const SQL: &str = "UPDATE nodes SET retired_at = $2, hostname = $3, ipaddr = $4, \
+        state = $5, comment = $6, pool = $7, reusable = $8, data = $9, used_count = $10, \
+        state_changed_at = $11 WHERE id = $1 AND state = $12 AND state_changed_at = $13";
+    let done = on_tx!(tx, c => sqlx::query(SQL)
+        .bind(node.id)
+        .bind(node.retired_at)
+        .bind(&node.hostname)
+        .bind(&node.ipaddr)
+        .bind(node.state.as_str())
+        .bind(&node.comment)
+        .bind(&node.pool)
+        .bind(node.reusable)
+        .bind(node.data.to_text())
+        .bind(node.used_count)
+        .bind(node.state_changed_at)
+        .bind(expected.as_str())
+        .bind(claimed_at)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_write)?;
+    Ok(done == 1)
+}
+
 /// Serializes fills of one pool so two fills never both see the same deficit. PostgreSQL
 /// takes a transaction-scoped advisory lock keyed by the pool name; SQLite's single writer
 /// already serializes.
@@ -291,12 +366,21 @@ pub async fn reusable_unused(tx: &mut Tx) -> Result<Vec<Node>, StoreError> {
     Ok(on_tx!(tx, c => sqlx::query_as(SQL).fetch_all(c).await)?)
 }
 
-/// Deletes a non-reusable node whose provisioning produced nothing, if it is still
-/// provisioning; returns whether it was deleted.
-pub async fn delete_provisioning(tx: &mut Tx, id: i64) -> Result<bool, StoreError> {
-    const SQL: &str = "DELETE FROM nodes WHERE id = $1 AND state = 'provisioning'";
-    let done =
-        on_tx!(tx, c => sqlx::query(SQL).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+/// Deletes a non-reusable node whose provisioning produced nothing, if it is still in the
+/// provisioning its run claimed (since `claimed_at`); returns whether it was deleted.
+pub async fn delete_provisioning(
+    tx: &mut Tx,
+    id: i64,
+    claimed_at: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    const SQL: &str = "DELETE FROM nodes WHERE id = $1 AND state = 'provisioning' \
+        AND state_changed_at = $2";
+    let done = on_tx!(tx, c => sqlx::query(SQL)
+        .bind(id)
+        .bind(claimed_at)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(done == 1)
 }
 

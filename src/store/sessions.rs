@@ -214,3 +214,46 @@ pub async fn retire_holding(
     let done = on_tx!(tx, c => sqlx::query(SQL).bind(node_id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
     Ok(done)
 }
+
+/// The active session holding a node, if any: a held node is the tenant's, not an admin's
+/// to move.
+pub async fn active_holder(tx: &mut Tx, node_id: i64) -> Result<Option<i64>, StoreError> {
+    const SQL: &str = "SELECT sn.session_id FROM sessions_nodes sn \
+        JOIN sessions s ON s.id = sn.session_id \
+        WHERE sn.node_id = $1 AND s.retired_at IS NULL ORDER BY sn.session_id LIMIT 1";
+    Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(node_id).fetch_optional(c).await)?)
+}
+
+/// A node held by an active session, with who holds it and since when.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HeldNode {
+    /// The session holding the node.
+    pub session_id: i64,
+    /// When that session was granted: the node is held since then.
+    pub held_since: NaiveDateTime,
+    /// When the session expires, if ever.
+    pub session_expires_at: Option<NaiveDateTime>,
+    /// The tenant holding it.
+    pub tenant_id: i64,
+    /// The tenant's name.
+    pub tenant_name: String,
+    /// The node as it is now.
+    #[sqlx(flatten)]
+    pub node: Node,
+}
+
+/// Nodes of active sessions granted before `before`, longest held first (v2 `/Overtime`).
+pub async fn held_since_before(
+    db: &Db,
+    before: NaiveDateTime,
+) -> Result<Vec<HeldNode>, StoreError> {
+    const SQL: &str = "SELECT sn.session_id, s.created_at AS held_since, \
+            s.expires_at AS session_expires_at, s.tenant_id, t.name AS tenant_name, n.* \
+        FROM sessions_nodes sn \
+        JOIN sessions s ON s.id = sn.session_id \
+        JOIN tenants t ON t.id = s.tenant_id \
+        JOIN nodes n ON n.id = sn.node_id \
+        WHERE s.retired_at IS NULL AND s.created_at < $1 \
+        ORDER BY s.created_at, s.id, n.id";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(before).fetch_all(c).await)?)
+}

@@ -442,6 +442,29 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Runs a statement with a timestamp and an id bound as `$1` and `$2` (setting up
+    /// states the API cannot reach quickly, such as a session granted hours ago).
+    pub async fn exec_at(&self, sql: &'static str, t: chrono::NaiveDateTime, id: i64) {
+        match self.engine.db() {
+            Db::Sqlite { writer, .. } => {
+                sqlx::query(sql)
+                    .bind(t)
+                    .bind(id)
+                    .execute(writer)
+                    .await
+                    .expect("sql");
+            }
+            Db::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(t)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .expect("sql");
+            }
+        }
+    }
+
     /// Waits (up to `secs` seconds) until `sql` counts `n`; whether it did.
     pub async fn eventually_count(&self, secs: u64, sql: &'static str, n: i64) -> bool {
         for _ in 0..secs * 20 {

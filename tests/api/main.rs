@@ -12,6 +12,7 @@ mod pg;
 #[path = "../common/venv.rs"]
 mod venv;
 
+mod admin;
 mod ansible;
 mod auth;
 mod backoff;
@@ -21,6 +22,7 @@ mod concurrency;
 mod contextualize;
 mod jobs;
 mod legacy;
+mod legacy_admin;
 mod mechanisms;
 mod nodes;
 mod pools;

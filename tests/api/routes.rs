@@ -25,7 +25,9 @@ async fn unknown_routes_and_methods_use_the_error_envelope(backend: Backend) {
         (Method::POST, "/api/v1/sessions/1"),
         (Method::DELETE, "/api/v1/tenants/1"),
         (Method::POST, "/api/v1/pools"),
-        (Method::PUT, "/api/v1/nodes/1"),
+        (Method::DELETE, "/api/v1/nodes/1"),
+        (Method::POST, "/api/v1/service"),
+        (Method::POST, "/api/v1/overtime"),
     ] {
         let a = app.request(method.clone(), path, Auth::None, None).await;
         assert_eq!(a.status, 405, "{method} {path}");

@@ -2,5 +2,6 @@
 
 pub mod nodes;
 pub mod pools;
+pub mod service;
 pub mod sessions;
 pub mod tenants;

@@ -1,4 +1,5 @@
-//! `GET /nodes`, `GET /nodes/{id}` and `POST /nodes` (admins register reusable machines).
+//! `GET /nodes`, `GET /nodes/{id}` and `POST /nodes` (admins register reusable machines);
+//! ours: `PUT /nodes/{id}` (admins act on a node) and `GET /overtime` (nodes held too long).
 
 use bytes::Bytes;
 use warp::Filter;
@@ -6,20 +7,38 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use serde_json::Value;
+
 use crate::api::error::ApiError;
-use crate::api::validate::{self, FieldError};
-use crate::api::wire::{NodeOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::api::validate::{self, FieldError, Issue, Query};
+use crate::api::wire::{HeldNodeOut, NodeOut, envelope};
+use crate::api::{State, auth, auth_header, body, json, raw_query, reply, with_state};
+use crate::engine::admin::{NodeAction, NodeCommand};
 use crate::store::JsonObject;
-use crate::store::nodes::NewNode;
+use crate::store::nodes::{NewNode, NodeState};
 
 /// The node routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let list = warp::path!("nodes")
         .and(warp::get())
+        .and(raw_query())
         .and(auth_header())
         .and(with_state(state.clone()))
         .then(list_nodes)
+        .map(reply);
+    let overtime = warp::path!("overtime")
+        .and(warp::get())
+        .and(raw_query())
+        .and(auth_header())
+        .and(with_state(state.clone()))
+        .then(list_overtime)
+        .map(reply);
+    let update = warp::path!("nodes" / String)
+        .and(warp::put())
+        .and(auth_header())
+        .and(body())
+        .and(with_state(state.clone()))
+        .then(update_node)
         .map(reply);
     let create = warp::path!("nodes")
         .and(warp::post())
@@ -34,16 +53,118 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with_state(state))
         .then(show_node)
         .map(reply);
-    list.or(create).unify().or(show).unify().boxed()
+    list.or(create)
+        .unify()
+        .or(show)
+        .unify()
+        .or(update)
+        .unify()
+        .or(overtime)
+        .unify()
+        .boxed()
 }
 
-/// Lists every live node, failed ones too.
-pub async fn list_nodes(auth: Option<String>, state: State) -> Result<Response, ApiError> {
+/// Lists every live node, failed ones too; ours: `?state=failed,downtime&pool=NAME`
+/// narrow the list.
+pub async fn list_nodes(
+    query: String,
+    auth: Option<String>,
+    state: State,
+) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
-    let nodes = state.engine.nodes().await?;
+    let query = Query::parse(&query);
+    let mut states = Vec::new();
+    let mut errors = Vec::new();
+    for name in query.list("state") {
+        match name.parse::<NodeState>() {
+            Ok(s) => states.push(s),
+            Err(_) => errors.push(validate::query_error(
+                "state",
+                Issue::new("enum", format!("Input should be one of {}", state_names())),
+                name,
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let nodes = state.engine.nodes_where(&states, query.get("pool")).await?;
     let out: Vec<NodeOut> = nodes.iter().map(NodeOut::new).collect();
     Ok(json(StatusCode::OK, &envelope("get", "nodes", out)))
 }
+
+/// Every node state, quoted, for error messages.
+fn state_names() -> String {
+    NodeState::ALL
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Acts on a node (admins only): `{"action": "downtime"|"recover"|"retire"|"provision"|
+/// "deprovision", "reason": str?, "pool": str?}`. A provision or deprovision run starts
+/// in the background; the answer shows the node as the action left it.
+pub async fn update_node(
+    id: String,
+    auth: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let admin = auth::require_admin(&state, auth.as_deref()).await?;
+    let (id, command) = validate::both(validate::path_id(&id, "id"), parse_command(&body))?;
+    let (node, run) = state.engine.node_action(&admin.name, id, &command).await?;
+    if let Some(run) = run {
+        state.engine.start_run(run);
+    }
+    Ok(json(
+        StatusCode::OK,
+        &envelope("put", "node", NodeOut::new(&node)),
+    ))
+}
+
+fn parse_command(body: &[u8]) -> Result<NodeCommand, Vec<FieldError>> {
+    let names: Vec<&str> = NodeAction::ALL.iter().map(|a| a.as_str()).collect();
+    validate::body_object(body, |f| {
+        let action = f.required("action", validate::one_of(&names));
+        let reason = f.optional("reason", validate::string).unwrap_or_default();
+        let pool = f.optional("pool", validate::non_empty_string);
+        Some(NodeCommand {
+            action: NodeAction::parse(&action?)?,
+            reason,
+            pool,
+        })
+    })
+}
+
+/// The default `minutes` of `GET /overtime`, as v2's `/Overtime`.
+pub const OVERTIME_MINUTES: i64 = 60;
+
+/// Nodes held by active sessions for longer than `?minutes=` (default 60), longest held
+/// first, with their session and tenant (admins only).
+pub async fn list_overtime(
+    query: String,
+    auth: Option<String>,
+    state: State,
+) -> Result<Response, ApiError> {
+    auth::require_admin(&state, auth.as_deref()).await?;
+    let query = Query::parse(&query);
+    let minutes = match query.get("minutes") {
+        None => OVERTIME_MINUTES,
+        Some(text) => validate::integer_in(0, MAX_MINUTES)(&Value::String(text.to_owned()))
+            .map_err(|issue| vec![validate::query_error("minutes", issue, text)])?,
+    };
+    let held = state
+        .engine
+        .overtime(chrono::TimeDelta::minutes(minutes))
+        .await?;
+    let now = crate::store::now();
+    let out: Vec<HeldNodeOut> = held.iter().map(|h| HeldNodeOut::new(h, now)).collect();
+    Ok(json(StatusCode::OK, &envelope("get", "overtime", out)))
+}
+
+/// A century of minutes: far past any session, well inside chrono's range.
+const MAX_MINUTES: i64 = 100 * 366 * 24 * 60;
 
 /// Shows one node, retired ones included, to any tenant.
 pub async fn show_node(

@@ -1,13 +1,16 @@
-//! `GET /pools` and `GET /pools/{name}`: what clients may ask for, and how full it is.
+//! `GET /pools` and `GET /pools/{name}`: what clients may ask for, and how full it is;
+//! ours: `PUT /pools/{name}` pauses and resumes a pool's allocations (admins only).
 
+use bytes::Bytes;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::api::error::ApiError;
+use crate::api::validate::{self, FieldError};
 use crate::api::wire::{PoolOut, envelope};
-use crate::api::{State, auth, auth_header, json, reply, with_state};
+use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 
 /// The pool routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
@@ -20,10 +23,17 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let show = warp::path!("pools" / String)
         .and(warp::get())
         .and(auth_header())
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .then(show_pool)
         .map(reply);
-    list.or(show).unify().boxed()
+    let update = warp::path!("pools" / String)
+        .and(warp::put())
+        .and(auth_header())
+        .and(body())
+        .and(with_state(state))
+        .then(update_pool)
+        .map(reply);
+    list.or(show).unify().or(update).unify().boxed()
 }
 
 /// Lists the concrete pools that have a fill level, in configuration order.
@@ -44,21 +54,57 @@ pub async fn show_pool(
     state: State,
 ) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
-    let (pool, levels) = state
-        .engine
-        .pool_levels(&crate::api::validate::path_segment(&name))
-        .await?;
+    verbose_pool(&state, "get", &validate::path_segment(&name)).await
+}
+
+/// Pauses or resumes allocations from one pool (admins only): `{"paused": bool,
+/// "reason": str?}`. While paused, session requests for the pool answer 503.
+pub async fn update_pool(
+    name: String,
+    auth: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let admin = auth::require_admin(&state, auth.as_deref()).await?;
+    let name = validate::path_segment(&name);
+    let (paused, reason) = parse_pause(&body)?;
+    if paused {
+        state
+            .engine
+            .pause(&admin.name, Some(&name), &reason)
+            .await?;
+    } else {
+        state.engine.resume(&admin.name, Some(&name)).await?;
+    }
+    verbose_pool(&state, "put", &name).await
+}
+
+/// `{"paused": bool, "reason": str?}`, for a pool or the whole service.
+pub fn parse_pause(body: &[u8]) -> Result<(bool, String), Vec<FieldError>> {
+    validate::body_object(body, |f| {
+        let paused = f.required("paused", validate::boolean);
+        let reason = f.optional("reason", validate::string).unwrap_or_default();
+        Some((paused?, reason))
+    })
+}
+
+/// A pool's verbose form with its levels, backoff and pause.
+async fn verbose_pool(state: &State, action: &str, name: &str) -> Result<Response, ApiError> {
+    let (pool, levels) = state.engine.pool_levels(name).await?;
+    let pauses = state.engine.pauses().await?;
+    let pause = pauses.iter().find(|p| p.scope == pool.name);
     Ok(json(
         StatusCode::OK,
         &envelope(
-            "get",
+            action,
             "pool",
             PoolOut::verbose(
                 &pool.name,
                 pool.fill_level,
                 levels,
                 state.engine.pool_backoff().state(&pool.name),
-            ),
+            )
+            .with_pause(pause),
         ),
     ))
 }

@@ -1,0 +1,62 @@
+//! `GET /service` and `PUT /service` (ours): the service as a whole, and pausing or
+//! resuming every allocation at once (admins only), as v2's `/PauseService` did.
+
+use bytes::Bytes;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::api::error::ApiError;
+use crate::api::v1::pools::parse_pause;
+use crate::api::wire::{ServiceOut, envelope};
+use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+
+/// The service routes.
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let show = warp::path!("service")
+        .and(warp::get())
+        .and(auth_header())
+        .and(with_state(state.clone()))
+        .then(show_service)
+        .map(reply);
+    let update = warp::path!("service")
+        .and(warp::put())
+        .and(auth_header())
+        .and(body())
+        .and(with_state(state))
+        .then(update_service)
+        .map(reply);
+    show.or(update).unify().boxed()
+}
+
+/// Shows the version and what is paused: readable like the pools.
+pub async fn show_service(auth: Option<String>, state: State) -> Result<Response, ApiError> {
+    auth::reader(&state, auth.as_deref()).await?;
+    let pauses = state.engine.pauses().await?;
+    Ok(json(
+        StatusCode::OK,
+        &envelope("get", "service", ServiceOut::new(&pauses)),
+    ))
+}
+
+/// Pauses or resumes every allocation (admins only): `{"paused": bool, "reason": str?}`.
+/// Sessions already granted keep running and can be retired meanwhile.
+pub async fn update_service(
+    auth: Option<String>,
+    body: Bytes,
+    state: State,
+) -> Result<Response, ApiError> {
+    let admin = auth::require_admin(&state, auth.as_deref()).await?;
+    let (paused, reason) = parse_pause(&body)?;
+    if paused {
+        state.engine.pause(&admin.name, None, &reason).await?;
+    } else {
+        state.engine.resume(&admin.name, None).await?;
+    }
+    let pauses = state.engine.pauses().await?;
+    Ok(json(
+        StatusCode::OK,
+        &envelope("put", "service", ServiceOut::new(&pauses)),
+    ))
+}
