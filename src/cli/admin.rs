@@ -1,5 +1,8 @@
 //! `duffy admin`: tenants managed directly in the database, with the original's output
-//! lines (`cli.md` §3) so that scripts around them keep working.
+//! lines (`cli.md` §3) so that scripts around them keep working; ours: the node, pause and
+//! overtime controls of the admin API, on the database too (they work while the server is
+//! down; the server sees their effect at once). Provisioning and deprovisioning runs they
+//! start are made by this process, which waits for them.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,9 +14,11 @@ use uuid::Uuid;
 use crate::app;
 use crate::config::{LoadedConfig, parse_config_duration_str, python_timedelta};
 use crate::contextualize::Ssh;
+use crate::engine::admin::{NodeAction, NodeCommand, cli_actor};
 use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
 use crate::engine::{Engine, EngineError, seconds};
 use crate::mechanisms::Mechanisms;
+use crate::store::nodes::NodeState;
 use crate::store::tenants::Tenant;
 
 /// The `admin` subcommands.
@@ -32,6 +37,88 @@ pub enum AdminCommand {
     RetireTenant(RetireArgs),
     /// Change a tenant's keys, quota or lifetimes.
     UpdateTenant(UpdateArgs),
+    /// The operators' controls (ours), at the same level as the tenant commands.
+    #[command(flatten)]
+    Ops(OpsCommand),
+}
+
+/// Nodes, pauses and overtime: the admin API's controls on the database.
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// List live nodes, optionally by state and pool.
+    ListNodes(ListNodesArgs),
+    /// Take a node out of service: never handed out, provisioned or deprovisioned.
+    DowntimeNode(NodeArgs),
+    /// Bring a node back from downtime to the state it was taken from.
+    RecoverNode(NodeArgs),
+    /// Forget a failed, unused or downtime node (it ends done; its machine is left alone).
+    RetireNode(NodeArgs),
+    /// Run the pool's provisioning on a node again and wait for it.
+    ProvisionNode(NodeRunArgs),
+    /// Run the pool's deprovisioning on a node and wait for it.
+    DeprovisionNode(NodeRunArgs),
+    /// Pause allocations of the whole service, or of one pool.
+    PauseAllocations(PauseArgs),
+    /// Resume allocations of the whole service, or of one pool.
+    ResumeAllocations(PauseArgs),
+    /// List what is paused.
+    ListPauses,
+    /// List nodes held by sessions for longer than a threshold.
+    ListOvertime(OvertimeArgs),
+}
+
+/// `list-nodes [--state STATE]… [--pool POOL]`
+#[derive(Debug, Args)]
+pub struct ListNodesArgs {
+    /// Only nodes in this state (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    state: Vec<String>,
+    /// Only nodes of this pool.
+    #[arg(long)]
+    pool: Option<String>,
+}
+
+/// `<action>-node ID [--reason TEXT]`
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Node id.
+    id: i64,
+    /// Why; recorded in the node's data.admin_log.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+/// `provision-node|deprovision-node ID [--pool POOL] [--reason TEXT]`
+#[derive(Debug, Args)]
+pub struct NodeRunArgs {
+    /// Node id.
+    id: i64,
+    /// The pool whose mechanism runs (default: the node's).
+    #[arg(long)]
+    pool: Option<String>,
+    /// Why; recorded in the node's data.admin_log.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+/// `pause-allocations|resume-allocations [--pool POOL] [--reason TEXT]`
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Only this pool (default: the whole service).
+    #[arg(long)]
+    pool: Option<String>,
+    /// Why; shown to clients in the 503 they get.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+/// `list-overtime [--minutes N]`
+#[derive(Debug, Args)]
+pub struct OvertimeArgs {
+    /// The threshold in minutes.
+    #[arg(long, default_value_t = crate::api::v1::nodes::OVERTIME_MINUTES,
+          value_parser = clap::value_parser!(i64).range(0..=52_704_000))]
+    minutes: i64,
 }
 
 /// `list-tenants [--quiet/--no-quiet] [--active/--all]`
@@ -156,7 +243,19 @@ pub async fn run(command: AdminCommand, loaded: LoadedConfig) -> ExitCode {
         Err(e) => return super::report_error("cannot open the database", e),
     };
     let ssh = Arc::new(Ssh::from_config(&config.app.ssh));
-    let engine = match Engine::new(db.clone(), config, Mechanisms::default(), ssh) {
+    // Only the commands that run a mechanism need the pools' mechanisms set up.
+    let mechanisms = if matches!(
+        command,
+        AdminCommand::Ops(OpsCommand::ProvisionNode(_) | OpsCommand::DeprovisionNode(_))
+    ) {
+        match Mechanisms::from_config(&config) {
+            Ok(m) => m,
+            Err(e) => return super::report_error("cannot set up the pools' mechanisms", e),
+        }
+    } else {
+        Mechanisms::default()
+    };
+    let engine = match Engine::new(db.clone(), config, mechanisms, ssh) {
         Ok(engine) => engine,
         Err(e) => return super::report_error("cannot start", e),
     };
@@ -167,6 +266,7 @@ pub async fn run(command: AdminCommand, loaded: LoadedConfig) -> ExitCode {
 
 async fn execute(engine: &Engine, command: AdminCommand) -> ExitCode {
     match command {
+        AdminCommand::Ops(op) => execute_ops(engine, &op).await,
         AdminCommand::ListTenants(args) => {
             let tenants = match engine.tenants().await {
                 Ok(t) => t,
@@ -259,6 +359,164 @@ async fn execute(engine: &Engine, command: AdminCommand) -> ExitCode {
                 Err(e) => super::report_error(&args.name, e),
             }
         }
+    }
+}
+
+/// Runs the node, pause and overtime commands.
+async fn execute_ops(engine: &Engine, command: &OpsCommand) -> ExitCode {
+    let actor = cli_actor();
+    let node_command = |id: i64, action, reason: &str, pool: Option<&String>| {
+        (
+            id,
+            NodeCommand {
+                action,
+                reason: reason.to_owned(),
+                pool: pool.cloned(),
+            },
+        )
+    };
+    let (id, command) = match command {
+        OpsCommand::ListNodes(args) => return list_nodes(engine, args).await,
+        OpsCommand::ListPauses => return list_pauses(engine).await,
+        OpsCommand::ListOvertime(args) => return list_overtime(engine, args).await,
+        OpsCommand::PauseAllocations(args) => {
+            let scope = args.pool.as_deref();
+            return match engine.pause(&actor, scope, &args.reason).await {
+                Ok(p) => {
+                    println!("OK: {}: paused", scope_name(&p.scope));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => super::report_error(scope.unwrap_or("service"), e),
+            };
+        }
+        OpsCommand::ResumeAllocations(args) => {
+            let scope = args.pool.as_deref();
+            return match engine.resume(&actor, scope).await {
+                Ok(_) => {
+                    println!("OK: {}: resumed", scope.unwrap_or("service"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => super::report_error(scope.unwrap_or("service"), e),
+            };
+        }
+        OpsCommand::DowntimeNode(a) => node_command(a.id, NodeAction::Downtime, &a.reason, None),
+        OpsCommand::RecoverNode(a) => node_command(a.id, NodeAction::Recover, &a.reason, None),
+        OpsCommand::RetireNode(a) => node_command(a.id, NodeAction::Retire, &a.reason, None),
+        OpsCommand::ProvisionNode(a) => {
+            node_command(a.id, NodeAction::Provision, &a.reason, a.pool.as_ref())
+        }
+        OpsCommand::DeprovisionNode(a) => {
+            node_command(a.id, NodeAction::Deprovision, &a.reason, a.pool.as_ref())
+        }
+    };
+    let what = format!("node {id}");
+    let (node, run) = match engine.node_action(&actor, id, &command).await {
+        Ok(done) => done,
+        Err(e) => return super::report_error(&what, e),
+    };
+    let Some(run) = run else {
+        println!("OK: {id}: state={}", node.state);
+        return ExitCode::SUCCESS;
+    };
+    // This process makes the run: wait for it and report how the node ended.
+    engine.finish_run(run).await;
+    let node = match engine.node(id).await {
+        Ok(node) => node,
+        Err(e) => return super::report_error(&what, e),
+    };
+    let wanted = match command.action {
+        NodeAction::Provision => node.state == NodeState::Ready,
+        _ => matches!(node.state, NodeState::Done | NodeState::Unused),
+    };
+    if wanted {
+        println!("OK: {id}: state={}", node.state);
+        ExitCode::SUCCESS
+    } else {
+        let detail = node
+            .data
+            .0
+            .get("error")
+            .and_then(|e| e.get("detail"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("the mechanism did not deliver the node");
+        super::report_error(
+            &what,
+            format!("{} ended {}: {detail}", command.action.as_str(), node.state),
+        )
+    }
+}
+
+fn scope_name(scope: &str) -> &str {
+    if scope == crate::store::pauses::SERVICE {
+        "service"
+    } else {
+        scope
+    }
+}
+
+async fn list_nodes(engine: &Engine, args: &ListNodesArgs) -> ExitCode {
+    let mut states = Vec::new();
+    for name in &args.state {
+        match name.trim().parse::<NodeState>() {
+            Ok(s) => states.push(s),
+            Err(e) => return super::report_error("list-nodes", e),
+        }
+    }
+    match engine.nodes_where(&states, args.pool.as_deref()).await {
+        Ok(nodes) => {
+            for n in nodes {
+                println!(
+                    "OK: {}: state={} pool={} hostname={} ipaddr={} used_count={}",
+                    n.id,
+                    n.state,
+                    n.pool.as_deref().unwrap_or("None"),
+                    n.hostname.as_deref().unwrap_or("None"),
+                    n.ipaddr.as_deref().unwrap_or("None"),
+                    n.used_count
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::report_error("list-nodes", e),
+    }
+}
+
+async fn list_pauses(engine: &Engine) -> ExitCode {
+    match engine.pauses().await {
+        Ok(pauses) => {
+            for p in pauses {
+                println!(
+                    "OK: {}: paused_at={} paused_by={} reason={}",
+                    scope_name(&p.scope),
+                    py_datetime(p.paused_at),
+                    p.paused_by,
+                    p.reason
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::report_error("list-pauses", e),
+    }
+}
+
+async fn list_overtime(engine: &Engine, args: &OvertimeArgs) -> ExitCode {
+    match engine.overtime(TimeDelta::minutes(args.minutes)).await {
+        Ok(held) => {
+            let now = crate::store::now();
+            for h in held {
+                println!(
+                    "OK: {}: hostname={} session={} tenant={} held_since={} minutes={}",
+                    h.node.id,
+                    h.node.hostname.as_deref().unwrap_or("None"),
+                    h.session_id,
+                    h.tenant_name,
+                    py_datetime(h.held_since),
+                    (now - h.held_since).num_minutes()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::report_error("list-overtime", e),
     }
 }
 

@@ -61,7 +61,7 @@ pub enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
-    /// Manage tenants directly in the database (no server needed).
+    /// Manage tenants, nodes and pauses directly in the database (no server needed).
     Admin {
         /// The admin command.
         #[command(subcommand)]

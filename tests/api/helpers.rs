@@ -442,6 +442,17 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// The `database:` section of a configuration that opens this app's database (for
+    /// commands run beside it).
+    pub fn database_yaml(&self) -> String {
+        use secrecy::ExposeSecret;
+        let url = match &self.db.as_ref().expect("database").url {
+            DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres { url } => url.expose_secret().to_owned(),
+        };
+        format!("database:\n  url: \"{url}\"\n")
+    }
+
     /// Runs a statement with a timestamp and an id bound as `$1` and `$2` (setting up
     /// states the API cannot reach quickly, such as a session granted hours ago).
     pub async fn exec_at(&self, sql: &'static str, t: chrono::NaiveDateTime, id: i64) {

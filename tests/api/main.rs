@@ -17,6 +17,7 @@ mod ansible;
 mod auth;
 mod backoff;
 mod cli;
+mod cli_admin;
 mod client;
 mod concurrency;
 mod contextualize;
