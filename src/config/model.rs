@@ -357,6 +357,9 @@ pub struct Pool {
     pub run_parallel: bool,
     /// `contextualize` (extension): whether `POST /sessions` runs the SSH step.
     pub contextualize: bool,
+    /// `max-ready-age` (extension): ready nodes older than this are replaced, a few at a
+    /// time, as v2 reinstalled its unused standby machines; `None` keeps them forever.
+    pub max_ready_age: Option<TimeDelta>,
 }
 
 /// How a pool's nodes are provisioned and deprovisioned.

@@ -144,6 +144,8 @@ struct RawPoolKeys {
     contextualize: Option<bool>,
     #[serde(rename = "reuse-nodes")]
     reuse_nodes: Option<ReuseNodes>,
+    #[serde(rename = "max-ready-age")]
+    max_ready_age: Option<Dur>,
     mechanism: Option<RawMechanism>,
 }
 
@@ -512,6 +514,15 @@ fn build_pool(name: &str, is_abstract: bool, pool: &Resolved) -> Result<Pool, Fi
     // A mechanism error swallowed in an abstract pool resurfaces, with its origin, in every
     // concrete pool that inherits it.
 
+    let max_ready_age = match keys.max_ready_age {
+        Some(Dur(age)) if age <= chrono::TimeDelta::zero() => {
+            return Err(FieldError::new(
+                rel(&["max-ready-age"]),
+                "must be longer than zero (leave it out to keep ready nodes forever)",
+            ));
+        }
+        other => other.map(|d| d.0),
+    };
     let contextualize = keys
         .contextualize
         .unwrap_or(matches!(mechanism, Some(MechanismConfig::Ansible(_))));
@@ -547,6 +558,7 @@ fn build_pool(name: &str, is_abstract: bool, pool: &Resolved) -> Result<Pool, Fi
         reuse_nodes: keys.reuse_nodes.and_then(|r| r.0),
         run_parallel: keys.run_parallel.unwrap_or(true),
         contextualize,
+        max_ready_age,
     })
 }
 
@@ -891,5 +903,32 @@ nodepools:
         );
         assert!(check_template("{{ duffy_in.nodes | length }}").is_ok());
         assert!(check_template("{{ name ").is_err());
+    }
+
+    #[test]
+    fn max_ready_age_is_a_positive_duration() {
+        let pools = pools_from(&[(
+            "a.yaml",
+            "nodepools:\n  concrete:\n    p: {mechanism: {type: noop}, fill-level: 1, max-ready-age: 24h}\n    q: {mechanism: {type: noop}}\n",
+        )])
+        .unwrap();
+        assert_eq!(
+            pools.get("p").unwrap().max_ready_age,
+            Some(chrono::TimeDelta::hours(24))
+        );
+        assert_eq!(pools.get("q").unwrap().max_ready_age, None);
+        let e = err(&[(
+            "a.yaml",
+            "nodepools:\n  concrete:\n    p: {mechanism: {type: noop}, max-ready-age: 0}\n",
+        )]);
+        assert!(
+            e.contains("max-ready-age") && e.contains("longer than zero"),
+            "{e}"
+        );
+        let e = err(&[(
+            "a.yaml",
+            "nodepools:\n  concrete:\n    p: {mechanism: {type: noop}, max-ready-age: soon}\n",
+        )]);
+        assert!(e.contains("max-ready-age"), "{e}");
     }
 }

@@ -23,6 +23,12 @@ const DEPROVISION_BATCH: i64 = 256;
 /// Upper bound on a reverse DNS lookup for a node without a hostname.
 const REVERSE_DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many stale ready nodes of a pool are replaced at a time: a quarter of the fill
+/// level, at least one, so a pool is renewed gradually and never runs short.
+pub fn recycle_batch(fill_level: i64) -> i64 {
+    (fill_level / 4).max(1)
+}
+
 /// Nodes of one pool handed to one mechanism run.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -189,7 +195,18 @@ impl Engine {
         let now = store::now();
         let mut tx = self.db().begin().await?;
         store::nodes::lock_pool(&mut tx, &pool.name).await?;
-        let quantity = fill_level - store::nodes::count_filling(&mut tx, &pool.name).await?;
+        // Ready nodes past `max-ready-age` get replacements first, a few at a time; they
+        // are deprovisioned once the replacements are ready (see `claim_recycle`).
+        let replacing = match pool.max_ready_age {
+            Some(age) => {
+                let before = now.checked_sub_signed(age).unwrap_or(NaiveDateTime::MIN);
+                let stale = store::nodes::ready_before(&mut tx, &pool.name, before).await?;
+                (stale.len() as i64).min(recycle_batch(fill_level))
+            }
+            None => 0,
+        };
+        let quantity =
+            fill_level + replacing - store::nodes::count_filling(&mut tx, &pool.name).await?;
         if quantity <= 0 {
             return Ok(Vec::new());
         }
@@ -227,6 +244,48 @@ impl Engine {
         }
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// Claims the ready nodes past their pool's `max-ready-age` that can go without the
+    /// pool dropping below its fill level (their replacements are ready), oldest first,
+    /// and moves them to `deprovisioning`. Returns the deprovisioning runs to make.
+    pub async fn claim_recycle(&self, scope: &FillScope) -> Result<Vec<Batch>, EngineError> {
+        let mut runs = Vec::new();
+        for pool in self.config().nodepools.concrete() {
+            let (Some(fill_level), Some(age)) = (pool.fill_level, pool.max_ready_age) else {
+                continue;
+            };
+            if let FillScope::Pools(names) = scope
+                && !names.contains(&pool.name)
+            {
+                continue;
+            }
+            if self.pool_backoff().is_backing_off(&pool.name) {
+                // No replacements come while provisioning fails: keep serving the old nodes.
+                continue;
+            }
+            let now = store::now();
+            let mut tx = self.db().begin().await?;
+            store::nodes::lock_pool(&mut tx, &pool.name).await?;
+            let before = now.checked_sub_signed(age).unwrap_or(NaiveDateTime::MIN);
+            let stale = store::nodes::ready_before(&mut tx, &pool.name, before).await?;
+            let spare =
+                store::nodes::count_ready(&mut tx, &pool.name).await? - i64::from(fill_level);
+            let mut claimed = Vec::new();
+            for mut node in stale.into_iter().take(usize::try_from(spare).unwrap_or(0)) {
+                start_deprovisioning(&mut node, now);
+                if store::nodes::save(&mut tx, &node, NodeState::Ready).await? {
+                    claimed.push(node);
+                }
+            }
+            tx.commit().await?;
+            if !claimed.is_empty() {
+                let ids: Vec<i64> = claimed.iter().map(|n| n.id).collect();
+                tracing::info!(pool.name = %pool.name, nodes.ids = ?ids, "pool {}: recycling {} ready node(s) older than max-ready-age {}", pool.name, ids.len(), crate::config::python_timedelta(age));
+            }
+            runs.extend(batches(pool, claimed));
+        }
+        Ok(runs)
     }
 
     /// The values `reuse-nodes` requires of a node's data: strings are templates rendered

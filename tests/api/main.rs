@@ -29,6 +29,7 @@ mod nodes;
 mod pools;
 mod readme;
 mod real_ssh;
+mod recycle;
 mod replay;
 mod robustness;
 mod routes;

@@ -40,17 +40,37 @@ impl FillPools {
         FillPools { engine }
     }
 
-    /// One full round: claims what every pool lacks and waits for the provisioning runs.
+    /// One full round: retires ready nodes past `max-ready-age` whose replacements are
+    /// ready, claims what every pool lacks, and waits for the runs.
     pub async fn tick(&self) -> Result<ProvisionReport, EngineError> {
+        let recycle = self.engine.claim_recycle(&FillScope::All).await?;
         let runs = self.engine.claim_fill(&FillScope::All).await?;
-        Ok(self.engine.provision_round(runs).await)
+        let (report, _) = futures::future::join(
+            self.engine.provision_round(runs),
+            futures::future::join_all(recycle.into_iter().map(|r| self.engine.deprovision(r))),
+        )
+        .await;
+        Ok(report)
+    }
+
+    /// How often a full round runs: the configured interval, or more often when a pool's
+    /// `max-ready-age` is short, so stale nodes are noticed in time.
+    fn period(&self) -> std::time::Duration {
+        let interval = self.engine.config().tasks.fill_pools_interval;
+        self.engine
+            .config()
+            .nodepools
+            .concrete()
+            .filter_map(|p| p.max_ready_age?.to_std().ok())
+            .map(|age| (age / 2).max(std::time::Duration::from_millis(100)))
+            .fold(interval, std::cmp::Ord::min)
     }
 
     /// Runs until cancelled: a full round on every interval, the pools asked for on every
     /// wake-up. Claims are made in the loop, runs are spawned so a slow mechanism never
     /// delays the next claim.
     pub async fn run(self, token: CancellationToken, tracker: TaskTracker) {
-        let mut timer = tokio::time::interval(self.engine.config().tasks.fill_pools_interval);
+        let mut timer = tokio::time::interval(self.period());
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let scope = tokio::select! {
@@ -63,6 +83,15 @@ impl FillPools {
             };
             if scope == FillScope::Nothing {
                 continue;
+            }
+            match self.engine.claim_recycle(&scope).await {
+                Ok(runs) => {
+                    for run in runs {
+                        let engine = self.engine.clone();
+                        tracker.spawn(async move { engine.deprovision(run).await });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "recycling stale ready nodes failed: {e}"),
             }
             match self.engine.claim_fill(&scope).await {
                 Ok(runs) => {

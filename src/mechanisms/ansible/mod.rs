@@ -224,6 +224,7 @@ mod tests {
             reuse_nodes: None,
             run_parallel: true,
             contextualize: false,
+            max_ready_age: None,
         }
     }
 
