@@ -128,7 +128,8 @@ impl App {
                 Some(dest) => dest.trim_end_matches('/').to_owned(),
                 None => format!("http://{}", loopback(listener.local_addr()?)),
             };
-            let legacy = Legacy::new(metaclient, &format!("{base}/api/v1"))?;
+            let legacy = Legacy::new(metaclient, &format!("{base}/api/v1"))?
+                .with_metrics(engine.metrics().clone());
             Some(Arc::new(legacy))
         } else {
             None
@@ -172,14 +173,20 @@ impl App {
         } else {
             None
         };
-        let v3 = api::v1_routes(api::State {
+        let v3 = api::server_routes(api::State {
             engine: self.engine.clone(),
         });
         let routes = match self.legacy {
             Some(legacy) => v3.or(legacy::routes(legacy)).unify().boxed(),
             None => v3,
         };
-        api::serve(self.listener, routes, shutdown).await;
+        api::serve(
+            self.listener,
+            routes,
+            self.engine.metrics().clone(),
+            shutdown,
+        )
+        .await;
         tracing::info!("API stopped; stopping background jobs");
         if let Some(jobs) = jobs {
             jobs.shutdown(self.options.shutdown_grace).await;

@@ -22,5 +22,6 @@ pub mod contextualize;
 pub mod engine;
 pub mod legacy;
 pub mod mechanisms;
+pub mod metrics;
 pub mod store;
 pub mod templates;

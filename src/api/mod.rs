@@ -7,6 +7,8 @@
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
+pub mod status;
 pub mod v1;
 pub mod validate;
 pub mod wire;
@@ -24,6 +26,7 @@ use warp::reply::{Reply, Response};
 use warp::{Buf, Filter};
 
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 use error::ApiError;
 
 /// The largest request body accepted; Duffy's bodies are a few hundred bytes.
@@ -41,7 +44,20 @@ pub fn routes(
     state: State,
 ) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
-    wrap(v1_routes(state))
+    let metrics = state.engine.metrics().clone();
+    wrap(server_routes(state), metrics)
+}
+
+/// Everything the v3 server answers (the v2 layer aside): the API under `/api/v1`,
+/// `/metrics`, the status page and the API docs; without the cross-cutting parts (see
+/// [`wrap`]).
+pub fn server_routes(state: State) -> BoxedFilter<(Response,)> {
+    v1_routes(state.clone())
+        .or(metrics::routes(state.clone()))
+        .unify()
+        .or(status::routes(state))
+        .unify()
+        .boxed()
 }
 
 /// The routes under `/api/v1`, without the cross-cutting parts (see [`wrap`]).
@@ -63,11 +79,12 @@ pub fn v1_routes(state: State) -> BoxedFilter<(Response,)> {
 }
 
 /// Adds what every response of ours has to a set of routes: an `X-Request-Id`, the access
-/// log (path only: v2 keys travel in query strings and are never logged), and the one
-/// [`error::recover`] for unknown paths and wrong methods. The v2 layer is served through
-/// it as well, alone or beside the v3 routes.
+/// log (path only: v2 keys travel in query strings and are never logged), the HTTP
+/// metrics, and the one [`error::recover`] for unknown paths and wrong methods. The v2
+/// layer is served through it as well, alone or beside the v3 routes.
 pub fn wrap(
     routes: BoxedFilter<(Response,)>,
+    metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     warp::any()
@@ -83,7 +100,13 @@ pub fn wrap(
             }
             response
         })
-        .with(warp::log::custom(|info| {
+        .with(warp::log::custom(move |info| {
+            metrics.http_request(
+                info.method().as_str(),
+                crate::metrics::route_label(info.path()),
+                info.status().as_u16(),
+                info.elapsed(),
+            );
             tracing::info!(
                 http.method = %info.method(),
                 http.path = info.path(),
@@ -110,9 +133,10 @@ pub fn wrap(
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    warp::serve(wrap(routes))
+    warp::serve(wrap(routes, metrics))
         .incoming(listener)
         .graceful(shutdown.cancelled_owned())
         .run()

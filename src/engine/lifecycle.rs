@@ -349,6 +349,30 @@ impl Engine {
 
     /// [`Engine::provision`], also returning the mechanism's error when it failed as a whole.
     async fn provision_run(&self, batch: Batch) -> (ProvisionReport, Option<String>) {
+        let started = std::time::Instant::now();
+        let pool_name = batch.pool.clone();
+        let total = batch.nodes.len();
+        let (report, error) = self.provision_nodes(batch).await;
+        let outcome = match report.ready {
+            n if n == total => "ok",
+            0 => "failed",
+            _ => "partial",
+        };
+        self.metrics()
+            .mechanism_run(&pool_name, "provision", outcome, started.elapsed());
+        if outcome != "ok" {
+            let text = error.clone().unwrap_or_else(|| {
+                format!(
+                    "{} of {total} node(s) not delivered",
+                    report.dropped + report.failed
+                )
+            });
+            self.recent_errors().record(&pool_name, "provision", &text);
+        }
+        (report, error)
+    }
+
+    async fn provision_nodes(&self, batch: Batch) -> (ProvisionReport, Option<String>) {
         let pool = self.config().nodepools.get(&batch.pool);
         let mechanism = self.mechanisms().get(&batch.pool);
         let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
@@ -523,6 +547,27 @@ impl Engine {
     /// reusable nodes go back to `unused`, other matched nodes are `done`, the rest (and
     /// every node a tenant reported failed) end `failed`.
     pub async fn deprovision(&self, batch: Batch) -> DeprovisionReport {
+        let started = std::time::Instant::now();
+        let pool_name = batch.pool.clone();
+        let total = batch.nodes.len();
+        let (report, error) = self.deprovision_nodes(batch).await;
+        let outcome = match report.failed {
+            0 => "ok",
+            n if n == total => "failed",
+            _ => "partial",
+        };
+        self.metrics()
+            .mechanism_run(&pool_name, "deprovision", outcome, started.elapsed());
+        if outcome != "ok" {
+            let text =
+                error.unwrap_or_else(|| format!("{} of {total} node(s) failed", report.failed));
+            self.recent_errors()
+                .record(&pool_name, "deprovision", &text);
+        }
+        report
+    }
+
+    async fn deprovision_nodes(&self, batch: Batch) -> (DeprovisionReport, Option<String>) {
         let pool = self.config().nodepools.get(&batch.pool);
         let mechanism = self.mechanisms().get(&batch.pool);
         let inputs: Vec<NodeInput> = batch.nodes.iter().map(input).collect();
@@ -596,7 +641,7 @@ impl Engine {
         } else {
             self.wakers().fill(Some(std::slice::from_ref(&batch.pool)));
         }
-        report
+        (report, result.err())
     }
 
     async fn record_deprovisioned(

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod nodes;
 pub mod pools;
+pub mod recent;
 pub mod sessions;
 pub mod tenants;
 
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, Defaults};
 use crate::contextualize::Contextualizer;
 use crate::mechanisms::Mechanisms;
+use crate::metrics::Metrics;
 use crate::store::Db;
 use crate::store::tenants::Tenant;
 
@@ -44,6 +46,8 @@ pub struct Engine {
     wakers: Wakers,
     backoff: backoff::PoolBackoff,
     runs: TaskTracker,
+    metrics: Arc<Metrics>,
+    recent_errors: recent::RecentErrors,
 }
 
 /// The engine cannot start with this configuration.
@@ -161,6 +165,8 @@ impl Engine {
             wakers: Wakers::default(),
             backoff,
             runs: TaskTracker::new(),
+            metrics: Arc::new(Metrics::new()),
+            recent_errors: recent::RecentErrors::default(),
         })
     }
 
@@ -188,6 +194,16 @@ impl Engine {
     /// waits for them in one place.
     pub fn runs(&self) -> &TaskTracker {
         &self.runs
+    }
+
+    /// The metrics of this process, shared with the API and the v2 layer.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The last mechanism errors, for the status page.
+    pub fn recent_errors(&self) -> &recent::RecentErrors {
+        &self.recent_errors
     }
 
     /// Which pools are left alone after failed provisioning.

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::lifecycle::{error_entry, mark_failed};
 use super::{Engine, EngineError};
+use crate::metrics::SessionOutcome;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
@@ -103,6 +104,28 @@ impl Engine {
     /// Grants a session: for every spec, `quantity` ready nodes of `pool`, least used first.
     /// An admin may act for another tenant with `tenant_id`.
     pub async fn request_session(
+        &self,
+        requester: &Tenant,
+        tenant_id: Option<i64>,
+        specs: Vec<NodesSpec>,
+    ) -> Result<SessionView, EngineError> {
+        let started = std::time::Instant::now();
+        let result = self.grant_session(requester, tenant_id, specs).await;
+        let outcome = match &result {
+            Ok(_) => SessionOutcome::Granted,
+            Err(EngineError::CantReserve { .. }) => SessionOutcome::CantReserve,
+            Err(EngineError::QuotaExceeded { .. }) => SessionOutcome::Quota,
+            Err(EngineError::Paused(_)) => SessionOutcome::Paused,
+            Err(EngineError::Unavailable(_)) => SessionOutcome::Unavailable,
+            Err(EngineError::Store(_)) => SessionOutcome::Error,
+            Err(_) => SessionOutcome::Refused,
+        };
+        self.metrics()
+            .session_request(outcome, result.is_ok().then(|| started.elapsed()));
+        result
+    }
+
+    async fn grant_session(
         &self,
         requester: &Tenant,
         tenant_id: Option<i64>,

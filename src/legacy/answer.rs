@@ -74,6 +74,24 @@ impl V2Error {
         }
     }
 
+    /// The `outcome` label of the v2 call metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            V2Error::InvalidKey => "invalid_key",
+            V2Error::InvalidSession => "invalid_session",
+            V2Error::Insufficient => "insufficient",
+            V2Error::AllocationFailed(_) => "allocation_failed",
+            V2Error::NotInProd => "not_in_prod",
+            V2Error::Unavailable(_) => "unavailable",
+            V2Error::MalformedQuery(_) => "malformed_query",
+            V2Error::AdminRequired => "admin_required",
+            V2Error::InvalidNode => "invalid_node",
+            V2Error::InvalidPool => "invalid_pool",
+            V2Error::Refused(_) => "refused",
+            V2Error::BadParameter(_) => "bad_parameter",
+        }
+    }
+
     /// Renders the error in its v2 shape; an unavailable API is logged here, once.
     pub fn into_response(self) -> Response {
         let status = self.status();

@@ -31,6 +31,7 @@ use warp::reply::Response;
 
 use crate::client::{Auth, Client, ClientError};
 use crate::config::MetaclientConfig;
+use crate::metrics::Metrics;
 use answer::{V2Error, reply};
 use poolmap::{PoolMap, PoolMapError};
 
@@ -67,6 +68,8 @@ pub struct Legacy {
     /// Pool name → fill level (`None` inside: the pool is not filled), for
     /// [`POOL_CACHE_TTL`]; unknown pools are remembered as absent just as long.
     pools: moka::future::Cache<String, Option<Option<i64>>>,
+    /// Where v2 calls are counted (the server's own under `duffy serve --legacy`).
+    metrics: Arc<Metrics>,
 }
 
 const MANGLE: &str = "mangle_hostname";
@@ -96,7 +99,19 @@ impl Legacy {
                 .max_capacity(1_000)
                 .time_to_live(POOL_CACHE_TTL)
                 .build(),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Counts v2 calls in `metrics` (the v3 server's, when both run in one process).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Legacy {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics v2 calls are counted in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The v3 API this layer forwards to.
@@ -283,12 +298,31 @@ async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String, id: Stri
             Endpoint::Help => Ok(admin::help()),
         },
     };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    };
+    legacy.metrics.v2_call(endpoint.path(), outcome);
     reply(result)
 }
 
-/// Serves the v2 routes alone on `listener` until `shutdown` fires (`duffy serve-legacy`).
+/// Serves the v2 routes alone on `listener` until `shutdown` fires (`duffy serve-legacy`),
+/// with their own `/metrics`.
 pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: CancellationToken) {
-    crate::api::serve(listener, routes(legacy), shutdown).await;
+    let metrics = legacy.metrics.clone();
+    let upkeep = tokio::spawn(crate::metrics::upkeep_loop(
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let scrape = {
+        let metrics = metrics.clone();
+        warp::path!("metrics")
+            .and(warp::get())
+            .map(move || crate::api::metrics::text(&metrics))
+    };
+    let all = routes(legacy).or(scrape).unify().boxed();
+    crate::api::serve(listener, all, metrics, shutdown).await;
+    upkeep.abort();
 }
 
 #[cfg(test)]

@@ -241,6 +241,20 @@ pub async fn levels(db: &Db, pool: &str) -> Result<Vec<(NodeState, i64)>, StoreE
         .collect())
 }
 
+/// Live node counts by pool and state, in one query (metrics, the status page).
+pub async fn count_by_pool_state(
+    db: &Db,
+) -> Result<Vec<(Option<String>, NodeState, i64)>, StoreError> {
+    const SQL: &str = "SELECT pool, state, COUNT(*) FROM nodes WHERE retired_at IS NULL \
+        GROUP BY pool, state ORDER BY pool, state";
+    let rows: Vec<(Option<String>, String, i64)> =
+        on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(pool, state, n)| state.parse().ok().map(|s| (pool, s, n)))
+        .collect())
+}
+
 /// Takes up to `quantity` ready nodes of a pool for a session, least used first. On
 /// PostgreSQL the rows stay locked until the transaction ends and rows locked by a parallel
 /// request are skipped, so two requests never get the same node.

@@ -257,3 +257,11 @@ pub async fn held_since_before(
         ORDER BY s.created_at, s.id, n.id";
     Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(before).fetch_all(c).await)?)
 }
+
+/// Active sessions per tenant, every tenant listed (0 for none), by name (metrics).
+pub async fn active_by_tenant(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    const SQL: &str = "SELECT t.name, COUNT(s.id) FROM tenants t \
+        LEFT JOIN sessions s ON s.tenant_id = t.id AND s.retired_at IS NULL \
+        GROUP BY t.name ORDER BY t.name";
+    Ok(on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?)
+}

@@ -11,7 +11,7 @@ async fn unknown_routes_and_methods_use_the_error_envelope(backend: Backend) {
     for path in [
         "/api/v1/nope",
         "/api/v1",
-        "/",
+        "/index.html",
         "/api/v2/sessions",
         "/api/v1/sessions/1/nodes",
     ] {

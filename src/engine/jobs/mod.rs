@@ -51,7 +51,13 @@ impl Jobs {
             ),
             (
                 "deadlines",
-                tokio::spawn(EnforceDeadlines::new(engine).run(token, tracker.clone())),
+                tokio::spawn(
+                    EnforceDeadlines::new(engine.clone()).run(token.clone(), tracker.clone()),
+                ),
+            ),
+            (
+                "metrics-upkeep",
+                tokio::spawn(crate::metrics::upkeep_loop(engine.metrics().clone(), token)),
             ),
         ];
         Jobs { loops, tracker }

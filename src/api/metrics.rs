@@ -1,0 +1,94 @@
+//! `GET /metrics`: the Prometheus text format, for scrapers.
+//!
+//! The gauges that describe the database are read when the scraper asks (see
+//! [`crate::metrics`]); reading follows `app.anonymous-read` like the pools and nodes.
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, header};
+use warp::reply::{Reply, Response};
+
+use crate::api::error::ApiError;
+use crate::api::{State, auth, auth_header, reply, with_state};
+use crate::engine::EngineError;
+use crate::metrics::Metrics;
+use crate::store::{self, nodes::NodeState, pauses};
+
+/// The Prometheus text format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The metrics route of the v3 server.
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(auth_header())
+        .and(with_state(state))
+        .then(show_metrics)
+        .map(reply)
+        .boxed()
+}
+
+/// Renders every metric, after reading the gauges from the database.
+pub async fn show_metrics(auth: Option<String>, state: State) -> Result<Response, ApiError> {
+    auth::reader(&state, auth.as_deref()).await?;
+    refresh_gauges(&state).await?;
+    Ok(text(state.engine.metrics()))
+}
+
+/// The rendering as an HTTP answer.
+pub fn text(metrics: &Metrics) -> Response {
+    metrics.upkeep();
+    let mut response = metrics.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+/// Sets the node, session and pause gauges from the database. Every configured pool gets
+/// every state (0 when empty), so a count that drops to zero is reported as zero.
+async fn refresh_gauges(state: &State) -> Result<(), EngineError> {
+    let engine = &state.engine;
+    let metrics = engine.metrics();
+    let counts = store::nodes::count_by_pool_state(engine.db()).await?;
+    let mut pools: Vec<String> = engine
+        .config()
+        .nodepools
+        .concrete()
+        .map(|p| p.name.clone())
+        .collect();
+    for (pool, _, _) in &counts {
+        let name = pool.clone().unwrap_or_default();
+        if !pools.contains(&name) {
+            pools.push(name);
+        }
+    }
+    for pool in &pools {
+        for node_state in NodeState::ALL.into_iter().filter(|s| *s != NodeState::Done) {
+            let n = counts
+                .iter()
+                .find(|(p, s, _)| p.as_deref().unwrap_or_default() == pool && *s == node_state)
+                .map_or(0, |(_, _, n)| *n);
+            metrics.gauge(
+                "duffy_nodes",
+                &[("pool", pool.clone()), ("state", node_state.to_string())],
+                n as f64,
+            );
+        }
+    }
+    for (tenant, n) in store::sessions::active_by_tenant(engine.db()).await? {
+        metrics.gauge("duffy_sessions_active", &[("tenant", tenant)], n as f64);
+    }
+    let paused = store::pauses::list(engine.db()).await?;
+    let scopes = std::iter::once(pauses::SERVICE.to_owned())
+        .chain(engine.config().nodepools.concrete().map(|p| p.name.clone()));
+    for scope in scopes {
+        let on = paused.iter().any(|p| p.scope == scope);
+        metrics.gauge(
+            "duffy_allocations_paused",
+            &[("scope", scope)],
+            if on { 1.0 } else { 0.0 },
+        );
+    }
+    Ok(())
+}
