@@ -6,6 +6,7 @@
 //! raw body); handlers decide, in plain `async fn`s returning `Result<Response, ApiError>`.
 
 pub mod auth;
+pub mod docs;
 pub mod error;
 pub mod metrics;
 pub mod status;
@@ -56,6 +57,8 @@ pub fn server_routes(state: State) -> BoxedFilter<(Response,)> {
         .or(metrics::routes(state.clone()))
         .unify()
         .or(status::routes(state))
+        .unify()
+        .or(docs::routes())
         .unify()
         .boxed()
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// One element of an error's `loc`: a field name or a list index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Loc {
     /// A field, or the part of the request (`body`, `path`).
@@ -28,7 +28,8 @@ impl From<usize> for Loc {
 }
 
 /// One validation error, serialized as pydantic does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ValidationError)]
 pub struct FieldError {
     /// pydantic's error type (`missing`, `int_parsing`, `greater_than_equal`, …).
     #[serde(rename = "type")]
@@ -38,9 +39,11 @@ pub struct FieldError {
     /// A human-readable message.
     pub msg: String,
     /// The offending input.
+    #[schema(value_type = Object)]
     pub input: Value,
     /// Parameters of the rule (`{"ge": 1}`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub ctx: Option<Value>,
 }
 

@@ -5,6 +5,9 @@
 use chrono::NaiveDateTime;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::config::seconds_json;
 use crate::engine::backoff::Failing;
@@ -29,6 +32,18 @@ impl Serialize for Ts {
         s.collect_str(&format_ts(self.0))
     }
 }
+
+impl utoipa::PartialSchema for Ts {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .examples([serde_json::json!("2026-11-22T08:36:26.300890Z")])
+            .into()
+    }
+}
+
+impl ToSchema for Ts {}
 
 /// Formats a timestamp the way the API shows it.
 pub fn format_ts(t: NaiveDateTime) -> String {
@@ -62,8 +77,10 @@ impl<T: Serialize> Serialize for Envelope<'_, T> {
     }
 }
 
-/// A tenant (`v3-api.md` §4).
-#[derive(Debug, Serialize)]
+/// A tenant: who may ask for sessions, with its quota and lifetimes (`effective_*` apply
+/// the configured defaults). The SSH key is masked except when the tenant is created.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Tenant)]
 pub struct TenantOut<'a> {
     retired_at: Option<Ts>,
     active: bool,
@@ -72,7 +89,11 @@ pub struct TenantOut<'a> {
     is_admin: bool,
     ssh_key: &'a str,
     node_quota: Option<i64>,
+    /// Seconds, as set; `null` uses the configured default.
+    #[schema(value_type = Option<f64>)]
     session_lifetime: Option<Value>,
+    /// Seconds, as set; `null` uses the configured default.
+    #[schema(value_type = Option<f64>)]
     session_lifetime_max: Option<Value>,
     id: i64,
     effective_node_quota: i64,
@@ -80,6 +101,7 @@ pub struct TenantOut<'a> {
     effective_session_lifetime_max: f64,
     /// Absent normally; a string or null in create and update responses.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     api_key: Option<Option<String>>,
 }
 
@@ -123,15 +145,17 @@ fn seconds_f64(d: chrono::TimeDelta) -> f64 {
     crate::engine::as_seconds(d)
 }
 
-/// The short tenant shown to anonymous readers (D#1).
-#[derive(Debug, Serialize)]
+/// A session's tenant as anonymous readers see it: id and name only.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TenantBrief)]
 pub struct TenantBrief<'a> {
     id: i64,
     name: &'a str,
 }
 
 /// A session's tenant: full for tenants, brief for anonymous readers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SessionTenant)]
 #[serde(untagged)]
 #[expect(
     clippy::large_enum_variant,
@@ -142,8 +166,9 @@ enum SessionTenant<'a> {
     Brief(TenantBrief<'a>),
 }
 
-/// A session (`v3-api.md` §4).
-#[derive(Debug, Serialize)]
+/// A session: nodes held by a tenant until it is retired or expires.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionOut<'a> {
     retired_at: Option<Ts>,
     active: bool,
@@ -151,6 +176,7 @@ pub struct SessionOut<'a> {
     id: i64,
     expires_at: Option<Ts>,
     tenant: SessionTenant<'a>,
+    #[schema(value_type = Object)]
     data: &'a Map<String, Value>,
     nodes: Vec<SessionNodeOut<'a>>,
 }
@@ -196,13 +222,15 @@ impl<'a> SessionOut<'a> {
 
 /// A node inside a session: built from the node as it is now, `state` null once the
 /// session is retired, `comment` always null.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SessionNode)]
 pub struct SessionNodeOut<'a> {
     hostname: Option<&'a str>,
     ipaddr: Option<&'a str>,
     comment: Option<&'a str>,
     pool: Option<&'a str>,
     reusable: bool,
+    #[schema(value_type = Object)]
     data: &'a Map<String, Value>,
     id: i64,
     state: Option<&'static str>,
@@ -223,8 +251,9 @@ impl<'a> SessionNodeOut<'a> {
     }
 }
 
-/// A node (`v3-api.md` §4), with our `used_count` at the end.
-#[derive(Debug, Serialize)]
+/// A machine, with `used_count` (how often it was handed out) at the end.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Node)]
 pub struct NodeOut<'a> {
     retired_at: Option<Ts>,
     active: bool,
@@ -234,6 +263,7 @@ pub struct NodeOut<'a> {
     comment: Option<&'a str>,
     pool: Option<&'a str>,
     reusable: bool,
+    #[schema(value_type = Object)]
     data: &'a Map<String, Value>,
     id: i64,
     state: &'static str,
@@ -261,7 +291,8 @@ impl<'a> NodeOut<'a> {
 }
 
 /// A pool in a list: `{"name", "fill-level"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Pool)]
 pub struct PoolOut<'a> {
     name: &'a str,
     #[serde(rename = "fill-level")]
@@ -277,7 +308,8 @@ pub struct PoolOut<'a> {
 }
 
 /// Why a pool is not being filled: `{"failures", "delay", "until", "error"}` (extension).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PoolBackoff)]
 pub struct BackoffOut {
     failures: u32,
     /// Seconds.
@@ -333,7 +365,8 @@ impl<'a> PoolOut<'a> {
 }
 
 /// Who paused allocations, when and why (extension).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Pause)]
 pub struct PauseOut {
     since: Ts,
     by: String,
@@ -351,7 +384,8 @@ impl From<&Pause> for PauseOut {
 }
 
 /// A pool's pause in the service's list: the pool's name, then the pause.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PoolPause)]
 pub struct PoolPauseOut {
     pool: String,
     #[serde(flatten)]
@@ -359,7 +393,8 @@ pub struct PoolPauseOut {
 }
 
 /// The service as a whole (extension): its version and what is paused.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Service)]
 pub struct ServiceOut {
     version: &'static str,
     /// Set while every allocation is paused.
@@ -390,7 +425,8 @@ impl ServiceOut {
 }
 
 /// A node held past the overtime threshold, with who holds it (extension; v2 `/Overtime`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HeldNode)]
 pub struct HeldNodeOut<'a> {
     id: i64,
     hostname: Option<&'a str>,
@@ -427,7 +463,8 @@ impl<'a> HeldNodeOut<'a> {
 }
 
 /// A pool's node counts, in the original's key order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PoolLevels)]
 pub struct LevelsOut {
     provisioning: i64,
     ready: i64,
@@ -445,6 +482,63 @@ impl From<Levels> for LevelsOut {
             deployed: l.deployed,
             deprovisioning: l.deprovisioning,
         }
+    }
+}
+
+/// The answers as OpenAPI describes them. The real bodies are written by [`envelope`] and
+/// the error envelope; these shapes only tell the document what they look like, and the
+/// snapshot test of the document keeps them from drifting unnoticed.
+#[expect(
+    dead_code,
+    reason = "documentation shapes: the OpenAPI document reads them, nothing builds them"
+)]
+pub mod docs {
+    use utoipa::ToSchema;
+
+    use super::{HeldNodeOut, NodeOut, PoolOut, ServiceOut, SessionOut, TenantOut};
+    use crate::api::validate::FieldError;
+
+    macro_rules! answer {
+        ($name:ident, $action:literal, $key:ident: $ty:ty, $doc:literal) => {
+            #[doc = $doc]
+            #[derive(ToSchema)]
+            pub struct $name {
+                /// What was done: `get`, `post` or `put`.
+                #[schema(example = $action)]
+                action: String,
+                $key: $ty,
+            }
+        };
+    }
+
+    answer!(SessionAnswer, "get", session: SessionOut<'static>, "One session.");
+    answer!(SessionsAnswer, "get", sessions: Vec<SessionOut<'static>>, "Active sessions.");
+    answer!(PoolAnswer, "get", pool: PoolOut<'static>, "One pool with its levels.");
+    answer!(PoolsAnswer, "get", pools: Vec<PoolOut<'static>>, "The pools clients may ask for.");
+    answer!(NodeAnswer, "get", node: NodeOut<'static>, "One node.");
+    answer!(NodesAnswer, "get", nodes: Vec<NodeOut<'static>>, "Live nodes.");
+    answer!(TenantAnswer, "get", tenant: TenantOut<'static>, "One tenant.");
+    answer!(TenantsAnswer, "get", tenants: Vec<TenantOut<'static>>, "Tenants.");
+    answer!(ServiceAnswer, "get", service: ServiceOut, "The service and its pauses.");
+    answer!(OvertimeAnswer, "get", overtime: Vec<HeldNodeOut<'static>>, "Nodes held past the threshold.");
+
+    /// What an error's `detail` holds: a text, or the list of invalid fields (422).
+    #[derive(serde::Serialize, ToSchema)]
+    #[serde(untagged)]
+    #[schema(as = ErrorDetail)]
+    pub enum Detail {
+        /// A sentence, or the HTTP reason phrase.
+        Text(String),
+        /// Every invalid field of the request.
+        Fields(Vec<FieldError>),
+    }
+
+    /// Every error answer: `{"detail": …}`.
+    #[derive(ToSchema)]
+    #[schema(as = Error)]
+    pub struct ErrorAnswer {
+        #[schema(inline)]
+        detail: Detail,
     }
 }
 

@@ -21,6 +21,7 @@ mod cli_admin;
 mod client;
 mod concurrency;
 mod contextualize;
+mod docs;
 mod jobs;
 mod legacy;
 mod legacy_admin;

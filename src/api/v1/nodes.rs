@@ -64,6 +64,16 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", security((), ("basic" = []), ("bearer" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "Only nodes in these states, comma-separated (e.g. `failed,downtime`)"),
+        ("pool" = Option<String>, Query, description = "Only nodes of this pool"),
+    ),
+    responses(
+        (status = 200, description = "Live nodes, failed ones too", body = crate::api::wire::docs::NodesAnswer),
+        (status = 401, description = "Anonymous reads are off and no credentials came", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "An unknown state", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Lists every live node, failed ones too; ours: `?state=failed,downtime&pool=NAME`
 /// narrow the list.
 pub async fn list_nodes(
@@ -102,6 +112,17 @@ fn state_names() -> String {
         .join(", ")
 }
 
+#[utoipa::path(put, path = "/api/v1/nodes/{id}", tag = "admin", security(("basic" = []), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    request_body = NodeActionRequest,
+    responses(
+        (status = 200, description = "The node as the action left it", body = crate::api::wire::docs::NodeAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such node", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 409, description = "The node's state does not allow the action (held by a session, retired, …)", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or no usable pool to run the mechanism of", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Acts on a node (admins only): `{"action": "downtime"|"recover"|"retire"|"provision"|
 /// "deprovision", "reason": str?, "pool": str?}`. A provision or deprovision run starts
 /// in the background; the answer shows the node as the action left it.
@@ -140,6 +161,14 @@ fn parse_command(body: &[u8]) -> Result<NodeCommand, Vec<FieldError>> {
 /// The default `minutes` of `GET /overtime`, as v2's `/Overtime`.
 pub const OVERTIME_MINUTES: i64 = 60;
 
+#[utoipa::path(get, path = "/api/v1/overtime", tag = "admin", security(("basic" = []), ("bearer" = [])),
+    params(("minutes" = Option<i64>, Query, description = "Threshold in minutes (default 60)", minimum = 0)),
+    responses(
+        (status = 200, description = "Nodes held longer than the threshold, longest first", body = crate::api::wire::docs::OvertimeAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "An invalid threshold", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Nodes held by active sessions for longer than `?minutes=` (default 60), longest held
 /// first, with their session and tenant (admins only).
 pub async fn list_overtime(
@@ -166,6 +195,14 @@ pub async fn list_overtime(
 /// A century of minutes: far past any session, well inside chrono's range.
 const MAX_MINUTES: i64 = 100 * 366 * 24 * 60;
 
+#[utoipa::path(get, path = "/api/v1/nodes/{id}", tag = "nodes", security(("basic" = []), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    responses(
+        (status = 200, description = "The node, retired or not", body = crate::api::wire::docs::NodeAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such node", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "The id is not an integer", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Shows one node, retired ones included, to any tenant.
 pub async fn show_node(
     id: String,
@@ -181,6 +218,15 @@ pub async fn show_node(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", security(("basic" = []), ("bearer" = [])),
+    request_body = NodeRegistration,
+    responses(
+        (status = 201, description = "The registered node, `unused`", body = crate::api::wire::docs::NodeAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 409, description = "Another live node has this hostname or address", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Registers a machine (admins only); it starts `unused`.
 pub async fn create_node(
     auth: Option<String>,
@@ -214,3 +260,64 @@ fn parse_new_node(body: &[u8]) -> Result<NewNode, Vec<FieldError>> {
         })
     })
 }
+
+/// The body of `POST /nodes`: an existing machine for `reuse-nodes` pools.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct NodeRegistration {
+    /// Unique among live nodes.
+    #[schema(example = "n12.example.org")]
+    hostname: String,
+    /// An IPv4 or IPv6 address, unique among live nodes.
+    #[schema(example = "192.0.2.12")]
+    ipaddr: String,
+    /// Free text.
+    comment: Option<String>,
+    /// Normally absent, so that `reuse-nodes` pools can pick the node.
+    pool: Option<String>,
+    /// Back to `unused` after deprovisioning (default `true`).
+    reusable: Option<bool>,
+    /// Facts `reuse-nodes` matches on, e.g. `{"architecture": "x86_64"}`.
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Value>,
+}
+
+/// What an admin does to a node.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum NodeActionName {
+    /// Take it out of service (v2 `/NodeSetAdmin`).
+    Downtime,
+    /// Bring it back from downtime (v2 `/NodeRecover`).
+    Recover,
+    /// Forget a failed, unused or downtime node.
+    Retire,
+    /// Run its pool's provisioning again.
+    Provision,
+    /// Run its pool's deprovisioning.
+    Deprovision,
+}
+
+/// The body of `PUT /nodes/{id}`.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct NodeActionRequest {
+    /// What to do.
+    action: NodeActionName,
+    /// Why; recorded in the node's `data.admin_log`.
+    #[schema(example = "disk errors in dmesg")]
+    reason: Option<String>,
+    /// For provision and deprovision: the pool whose mechanism runs, when the node has none.
+    pool: Option<String>,
+}
+
+/// The node routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_nodes, create_node, show_node, update_node, list_overtime))]
+pub struct NodesApi;

@@ -36,6 +36,11 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     list.or(show).unify().or(update).unify().boxed()
 }
 
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", security((), ("basic" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Concrete pools with a fill level", body = crate::api::wire::docs::PoolsAnswer),
+        (status = 401, description = "Anonymous reads are off and no credentials came", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Lists the concrete pools that have a fill level, in configuration order.
 pub async fn list_pools(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
@@ -47,6 +52,13 @@ pub async fn list_pools(auth: Option<String>, state: State) -> Result<Response, 
     Ok(json(StatusCode::OK, &envelope("get", "pools", pools)))
 }
 
+#[utoipa::path(get, path = "/api/v1/pools/{name}", tag = "pools", security((), ("basic" = []), ("bearer" = [])),
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 200, description = "The pool, its levels, and its backoff or pause if any", body = crate::api::wire::docs::PoolAnswer),
+        (status = 404, description = "No such pool", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "The pool has no fill level (abstract or unfilled)", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Shows one pool with its node counts per state.
 pub async fn show_pool(
     name: String,
@@ -57,6 +69,16 @@ pub async fn show_pool(
     verbose_pool(&state, "get", &validate::path_segment(&name)).await
 }
 
+#[utoipa::path(put, path = "/api/v1/pools/{name}", tag = "admin", security(("basic" = []), ("bearer" = [])),
+    params(("name" = String, Path, description = "Pool name")),
+    request_body = PauseChange,
+    responses(
+        (status = 200, description = "The pool as it is now", body = crate::api::wire::docs::PoolAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such pool", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or an abstract pool", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Pauses or resumes allocations from one pool (admins only): `{"paused": bool,
 /// "reason": str?}`. While paused, session requests for the pool answer 503.
 pub async fn update_pool(
@@ -108,3 +130,21 @@ async fn verbose_pool(state: &State, action: &str, name: &str) -> Result<Respons
         ),
     ))
 }
+
+/// The body of `PUT /pools/{name}` and `PUT /service`.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct PauseChange {
+    /// `true` pauses allocations, `false` resumes them.
+    paused: bool,
+    /// Why; clients see it in the 503 they get while paused.
+    reason: Option<String>,
+}
+
+/// The pool routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_pools, show_pool, update_pool))]
+pub struct PoolsApi;

@@ -30,6 +30,11 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     show.or(update).unify().boxed()
 }
 
+#[utoipa::path(get, path = "/api/v1/service", tag = "admin", security((), ("basic" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Version and pauses", body = crate::api::wire::docs::ServiceAnswer),
+        (status = 401, description = "Anonymous reads are off and no credentials came", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Shows the version and what is paused: readable like the pools.
 pub async fn show_service(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
@@ -40,6 +45,14 @@ pub async fn show_service(auth: Option<String>, state: State) -> Result<Response
     ))
 }
 
+#[utoipa::path(put, path = "/api/v1/service", tag = "admin", security(("basic" = []), ("bearer" = [])),
+    request_body = crate::api::v1::pools::PauseChange,
+    responses(
+        (status = 200, description = "The service as it is now", body = crate::api::wire::docs::ServiceAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Pauses or resumes every allocation (admins only): `{"paused": bool, "reason": str?}`.
 /// Sessions already granted keep running and can be retired meanwhile.
 pub async fn update_service(
@@ -60,3 +73,8 @@ pub async fn update_service(
         &envelope("put", "service", ServiceOut::new(&pauses)),
     ))
 }
+
+/// The service routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(show_service, update_service))]
+pub struct ServiceApi;

@@ -54,6 +54,12 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security((), ("basic" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Active sessions (anonymous readers see each tenant as id and name only)", body = crate::api::wire::docs::SessionsAnswer),
+        (status = 401, description = "Wrong credentials, or anonymous reads are off", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "The tenant is retired", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Lists active sessions: a tenant's own, or all of them for admins and anonymous readers.
 pub async fn list_sessions(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     let requester = auth::optional(&state, auth.as_deref()).await?;
@@ -71,6 +77,15 @@ pub async fn list_sessions(auth: Option<String>, state: State) -> Result<Respons
     Ok(json(StatusCode::OK, &envelope("get", "sessions", sessions)))
 }
 
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", security(("basic" = []), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Session id (the v2 ssid)")),
+    responses(
+        (status = 200, description = "The session, retired or not", body = crate::api::wire::docs::SessionAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Another tenant's session", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such session", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "The id is not an integer", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Shows one session to its tenant or an admin.
 pub async fn show_session(
     id: String,
@@ -86,6 +101,15 @@ pub async fn show_session(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("basic" = []), ("bearer" = [])),
+    request_body = SessionRequest,
+    responses(
+        (status = 201, description = "The session with its nodes", body = crate::api::wire::docs::SessionAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Quota exceeded, a retired tenant, or a session for another tenant", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or not enough ready nodes (`can't reserve nodes`)", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 503, description = "Allocations are paused (`Retry-After: 60`), or contextualization failed (`Retry-After: 0`)", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Grants a session: all the nodes asked for, or none.
 pub async fn create_session(
     auth: Option<String>,
@@ -108,6 +132,16 @@ pub async fn create_session(
     ))
 }
 
+#[utoipa::path(put, path = "/api/v1/sessions/{id}", tag = "sessions", security(("basic" = []), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Session id")),
+    request_body = SessionChange,
+    responses(
+        (status = 200, description = "The session as it is now", body = crate::api::wire::docs::SessionAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Another tenant's session", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such session", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or the session is retired", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Retires, extends or marks a session.
 pub async fn update_session(
     id: String,
@@ -209,6 +243,56 @@ fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
         })
         .map(crate::store::truncate)
 }
+
+/// The body of `POST /sessions`.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct SessionRequest {
+    /// Admins only: the tenant to create the session for (the requester by default).
+    tenant_id: Option<i64>,
+    /// What to hand out; several specs may name several pools (or the same one twice).
+    nodes_specs: Vec<NodesSpecRequest>,
+}
+
+/// One line of a session request.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct NodesSpecRequest {
+    /// The pool to take nodes from.
+    #[schema(example = "virt-ec2-t2-centos-9s-x86_64")]
+    pool: String,
+    /// How many nodes.
+    #[schema(minimum = 1, maximum = 2147483647, example = 2)]
+    quantity: i64,
+}
+
+/// The body of `PUT /sessions/{id}`; `{}` changes nothing.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct SessionChange {
+    /// `false` retires the session and gives its nodes back.
+    active: Option<bool>,
+    /// A datetime (`2026-11-22T10:00:00Z`) or a signed duration from the current expiry
+    /// (`+1h`, `-30m`); clamped to the tenant's maximum lifetime unless an admin asks.
+    #[schema(example = "+2h")]
+    expires_at: Option<String>,
+    /// Ours (v2 `/Node/fail`): the nodes are broken; they are never handed out again.
+    fail_nodes: Option<bool>,
+}
+
+/// The session routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_sessions, create_session, show_session, update_session))]
+pub struct SessionsApi;
 
 #[cfg(test)]
 mod tests {

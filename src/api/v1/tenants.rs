@@ -50,6 +50,11 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("basic" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "All tenants for admins; only itself for a tenant", body = crate::api::wire::docs::TenantsAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Lists all tenants for admins, retired ones included; a tenant sees only itself.
 pub async fn list_tenants(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     let requester = auth::require(&state, auth.as_deref()).await?;
@@ -65,8 +70,16 @@ pub async fn list_tenants(auth: Option<String>, state: State) -> Result<Response
     Ok(json(StatusCode::OK, &envelope("get", "tenants", out)))
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", security(("basic" = []), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = crate::api::wire::docs::TenantAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Another tenant (whether it exists or not)", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such tenant (admins)", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Shows a tenant to itself or an admin. Another tenant's id is 403 whether it exists or
-/// not, so ids cannot be probed (D#11).
+/// not, so ids cannot be probed.
 pub async fn show_tenant(
     id: String,
     auth: Option<String>,
@@ -82,6 +95,15 @@ pub async fn show_tenant(
     Ok(json(StatusCode::OK, &envelope("get", "tenant", out)))
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("basic" = []), ("bearer" = [])),
+    request_body = TenantCreation,
+    responses(
+        (status = 201, description = "The tenant with its plain SSH key and its new API key (shown once)", body = crate::api::wire::docs::TenantAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 409, description = "A tenant of that name exists", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Creates a tenant (admins only); the answer shows its SSH key and its new API key once.
 pub async fn create_tenant(
     auth: Option<String>,
@@ -97,6 +119,17 @@ pub async fn create_tenant(
     Ok(json(StatusCode::CREATED, &envelope("post", "tenant", out)))
 }
 
+#[utoipa::path(put, path = "/api/v1/tenants/{id}", tag = "tenants", security(("basic" = []), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Tenant id")),
+    request_body = TenantChangeRequest,
+    responses(
+        (status = 200, description = "The tenant as it is now, with `api_key`", body = crate::api::wire::docs::TenantAnswer),
+        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 404, description = "No such tenant", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 409, description = "Another tenant has this API key", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or a retired tenant", body = crate::api::wire::docs::ErrorAnswer),
+    ))]
 /// Changes, retires or unretires a tenant (admins only; checked before anything else).
 pub async fn update_tenant(
     id: String,
@@ -187,6 +220,61 @@ fn api_key_change(v: &Value) -> Result<ApiKeyChange, Issue> {
     }
     validate::uuid(v).map(ApiKeyChange::Set)
 }
+
+/// The body of `POST /tenants`.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct TenantCreation {
+    /// Unique.
+    name: String,
+    /// The public key(s) pushed to the tenant's nodes, one per line.
+    ssh_key: String,
+    /// Admin powers (default `false`).
+    is_admin: Option<bool>,
+    /// Nodes the tenant's active sessions may hold; `null` uses the default.
+    #[schema(minimum = 1)]
+    node_quota: Option<i64>,
+    /// Seconds (`21600`) or a duration (`"6h"`); `null` uses the default.
+    #[schema(value_type = Option<String>, example = "6h")]
+    session_lifetime: Option<serde_json::Value>,
+    /// Seconds or a duration; `null` uses the default.
+    #[schema(value_type = Option<String>, example = "12h")]
+    session_lifetime_max: Option<serde_json::Value>,
+}
+
+/// The body of `PUT /tenants/{id}`: either `{"active": bool}` alone (retire or unretire),
+/// or an update with at least one of the other fields.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documentation shape: the OpenAPI document reads it, the handler parses the body itself"
+)]
+pub struct TenantChangeRequest {
+    /// `false` retires the tenant (its sessions expire at once), `true` brings it back.
+    active: Option<bool>,
+    /// New public key(s).
+    ssh_key: Option<String>,
+    /// A UUID, or `"reset"` for a random one (shown once in the answer).
+    #[schema(example = "reset")]
+    api_key: Option<String>,
+    /// `null` goes back to the default.
+    #[schema(minimum = 1)]
+    node_quota: Option<i64>,
+    /// Seconds or a duration; `null` goes back to the default.
+    #[schema(value_type = Option<String>)]
+    session_lifetime: Option<serde_json::Value>,
+    /// Seconds or a duration; `null` goes back to the default.
+    #[schema(value_type = Option<String>)]
+    session_lifetime_max: Option<serde_json::Value>,
+}
+
+/// The tenant routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_tenants, create_tenant, show_tenant, update_tenant))]
+pub struct TenantsApi;
 
 #[cfg(test)]
 mod tests {
