@@ -8,90 +8,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
-/// How long the installation of openssh-server may take.
-const INSTALL_LIMIT: Duration = Duration::from_secs(300);
-
 /// Whether `DUFFY_SKIP_SSHD` asks to skip the real-sshd tests; says so when it does.
 pub fn skipped() -> bool {
-    let skip = std::env::var("DUFFY_SKIP_SSHD").is_ok_and(|v| !v.is_empty() && v != "0");
-    if skip {
-        eprintln!("DUFFY_SKIP_SSHD is set: real-sshd test skipped");
-    }
-    skip
+    crate::system::skipped("DUFFY_SKIP_SSHD", "real-sshd test")
 }
 
-/// Runs a command to its end within `limit`; its exit status, or why it did not finish.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<std::process::Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
-            Ok(None) if started.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{cmd:?} did not finish within {limit:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// Makes sure `/usr/sbin/sshd` exists, installing openssh-server once if needed. Panics
-/// with the cause when it cannot.
+/// Makes sure `/usr/sbin/sshd` exists, installing openssh-server once if needed.
 fn ensure_installed() {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if Path::new(SSHD).exists() {
-        return;
-    }
-    let uid = Command::new("id").arg("-u").output().map_or_else(
-        |_| String::new(),
-        |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-    );
-    assert!(
-        uid == "0",
-        "{SSHD} is missing and cannot be installed: not running as root (uid {uid:?}). \
-         Install openssh-server, or set DUFFY_SKIP_SSHD=1 to skip the real-sshd tests."
-    );
-    let install = || {
-        run_bounded(
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "openssh-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-            INSTALL_LIMIT,
-        )
-    };
-    let mut outcome = install();
-    if !matches!(&outcome, Ok(o) if o.status.success()) {
-        // The package lists may be missing in a fresh container.
-        let _ = run_bounded(Command::new("apt-get").arg("update"), INSTALL_LIMIT);
-        outcome = install();
-    }
-    match outcome {
-        Ok(o) if o.status.success() && Path::new(SSHD).exists() => {}
-        Ok(o) => panic!(
-            "{SSHD} is missing and `apt-get install -y openssh-server` failed ({}): {}\n\
-             Install openssh-server, or set DUFFY_SKIP_SSHD=1 to skip the real-sshd tests.",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!(
-            "{SSHD} is missing and openssh-server could not be installed: {e}\n\
-             Install openssh-server, or set DUFFY_SKIP_SSHD=1 to skip the real-sshd tests."
-        ),
-    }
+    crate::system::ensure_debian_package(SSHD, "openssh-server", "DUFFY_SKIP_SSHD");
 }
 
 /// A running sshd on some loopback addresses, killed when dropped.
@@ -119,7 +47,7 @@ fn free_port() -> u16 {
 
 /// Generates an ed25519 key pair at `path`.
 fn keygen(path: &Path, comment: &str) {
-    let out = run_bounded(
+    let out = crate::system::run_bounded(
         Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
             .arg(path),
