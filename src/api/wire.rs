@@ -533,6 +533,25 @@ pub mod docs {
         Fields(Vec<FieldError>),
     }
 
+    /// The 401 of a call that needs credentials.
+    #[derive(utoipa::IntoResponses)]
+    pub enum AuthFailed {
+        /// No `Authorization` header, or a wrong name or key.
+        #[response(status = 401, description = "No or wrong credentials")]
+        Unauthorized(ErrorAnswer),
+    }
+
+    /// The 401 and 403 of an admin's call.
+    #[derive(utoipa::IntoResponses)]
+    pub enum AdminOnly {
+        /// No `Authorization` header, or a wrong name or key.
+        #[response(status = 401, description = "No or wrong credentials")]
+        Unauthorized(ErrorAnswer),
+        /// A tenant that is not an admin (checked before the request's content).
+        #[response(status = 403, description = "Not an admin")]
+        Forbidden(ErrorAnswer),
+    }
+
     /// Every error answer: `{"detail": …}`.
     #[derive(ToSchema)]
     #[schema(as = Error)]

@@ -278,24 +278,7 @@ pub async fn save(tx: &mut Tx, node: &Node, expected: NodeState) -> Result<bool,
     const SQL: &str = "UPDATE nodes SET retired_at = $2, hostname = $3, ipaddr = $4, \
         state = $5, comment = $6, pool = $7, reusable = $8, data = $9, used_count = $10, \
         state_changed_at = $11 WHERE id = $1 AND state = $12";
-    let done = on_tx!(tx, c => sqlx::query(SQL)
-        .bind(node.id)
-        .bind(node.retired_at)
-        .bind(&node.hostname)
-        .bind(&node.ipaddr)
-        .bind(node.state.as_str())
-        .bind(&node.comment)
-        .bind(&node.pool)
-        .bind(node.reusable)
-        .bind(node.data.to_text())
-        .bind(node.used_count)
-        .bind(node.state_changed_at)
-        .bind(expected.as_str())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-    .map_err(StoreError::from_write)?;
-    Ok(done == 1)
+    update(tx, SQL, node, expected, None).await
 }
 
 /// Records a mechanism run's outcome on a node, if the node is still as the run claimed
@@ -310,23 +293,36 @@ pub async fn save_claimed(
     const SQL: &str = "UPDATE nodes SET retired_at = $2, hostname = $3, ipaddr = $4, \
         state = $5, comment = $6, pool = $7, reusable = $8, data = $9, used_count = $10, \
         state_changed_at = $11 WHERE id = $1 AND state = $12 AND state_changed_at = $13";
-    let done = on_tx!(tx, c => sqlx::query(SQL)
-        .bind(node.id)
-        .bind(node.retired_at)
-        .bind(&node.hostname)
-        .bind(&node.ipaddr)
-        .bind(node.state.as_str())
-        .bind(&node.comment)
-        .bind(&node.pool)
-        .bind(node.reusable)
-        .bind(node.data.to_text())
-        .bind(node.used_count)
-        .bind(node.state_changed_at)
-        .bind(expected.as_str())
-        .bind(claimed_at)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
+    update(tx, SQL, node, expected, Some(claimed_at)).await
+}
+
+/// Runs one of the two compare-and-set updates above; `claimed_at` is bound as `$13`.
+async fn update(
+    tx: &mut Tx,
+    sql: &'static str,
+    node: &Node,
+    expected: NodeState,
+    claimed_at: Option<NaiveDateTime>,
+) -> Result<bool, StoreError> {
+    let done = on_tx!(tx, c => {
+        let mut query = sqlx::query(sql)
+            .bind(node.id)
+            .bind(node.retired_at)
+            .bind(&node.hostname)
+            .bind(&node.ipaddr)
+            .bind(node.state.as_str())
+            .bind(&node.comment)
+            .bind(&node.pool)
+            .bind(node.reusable)
+            .bind(node.data.to_text())
+            .bind(node.used_count)
+            .bind(node.state_changed_at)
+            .bind(expected.as_str());
+        if let Some(at) = claimed_at {
+            query = query.bind(at);
+        }
+        query.execute(c).await.map(|r| r.rows_affected())
+    })
     .map_err(StoreError::from_write)?;
     Ok(done == 1)
 }

@@ -22,17 +22,6 @@ nodepools:
       fill-level: 1
 "#;
 
-async fn node_ids(app: &TestApp, query: &str) -> Vec<i64> {
-    let a = app.get(&format!("/api/v1/nodes{query}"), Auth::None).await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_i64().unwrap())
-        .collect()
-}
-
 async fn act(app: &TestApp, id: i64, body: Value) -> crate::helpers::Answer {
     app.put(&format!("/api/v1/nodes/{id}"), app.admin_auth(), &body)
         .await
@@ -41,7 +30,7 @@ async fn act(app: &TestApp, id: i64, body: Value) -> crate::helpers::Answer {
 async fn a_node_in_downtime_is_never_handed_out(backend: Backend) {
     let app = spawn_app_config(backend, ONE_NODE).await;
     let (_, key) = app.tenant("t", None).await;
-    let ready = node_ids(&app, "?state=ready&pool=solo").await;
+    let ready = app.node_ids("state=ready&pool=solo").await;
     assert_eq!(ready.len(), 1);
     let id = ready[0];
 
@@ -73,8 +62,8 @@ async fn a_node_in_downtime_is_never_handed_out(backend: Backend) {
 
     // The fill job replaces it and never touches it.
     app.fill().await;
-    assert_eq!(node_ids(&app, "?state=downtime").await, [id]);
-    let ready = node_ids(&app, "?state=ready&pool=solo").await;
+    assert_eq!(app.node_ids("state=downtime").await, [id]);
+    let ready = app.node_ids("state=ready&pool=solo").await;
     assert_eq!(ready.len(), 1);
     assert_ne!(ready[0], id);
     let granted = app.request_session(Auth::Basic("t", &key), "solo", 1).await;
@@ -126,7 +115,7 @@ async fn a_held_node_in_downtime_stays_out_of_the_cycle(backend: Backend) {
     // The session ended but the node is out of service: the deprovisioning job leaves it.
     let report = app.deprovision().await;
     assert_eq!((report.done, report.failed), (0, 0));
-    assert_eq!(node_ids(&app, "?state=downtime").await, [id]);
+    assert_eq!(app.node_ids("state=downtime").await, [id]);
     // Back to deployed with no session: the deprovisioning job takes it.
     let a = act(&app, id, json!({"action": "recover"})).await;
     assert_eq!(a.body["node"]["state"], "deployed");
@@ -139,7 +128,7 @@ async fn a_held_node_in_downtime_stays_out_of_the_cycle(backend: Backend) {
 
 async fn admins_retire_and_rerun_nodes(backend: Backend) {
     let app = spawn_app(backend).await;
-    let ready = node_ids(&app, "?state=ready&pool=pool-b").await;
+    let ready = app.node_ids("state=ready&pool=pool-b").await;
     assert_eq!(ready.len(), 2);
     let (a_id, b_id) = (ready[0], ready[1]);
 
@@ -250,7 +239,7 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
 
 async fn node_actions_refuse_bad_requests(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = node_ids(&app, "?state=ready").await[0];
+    let id = app.node_ids("state=ready").await[0];
     let a = act(&app, id, json!({"action": "bogus"})).await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert_eq!(a.body["detail"][0]["type"], "enum");
@@ -306,11 +295,11 @@ async fn node_actions_refuse_bad_requests(backend: Backend) {
 
 async fn nodes_can_be_listed_by_state_and_pool(backend: Backend) {
     let app = spawn_app(backend).await;
-    assert_eq!(node_ids(&app, "").await.len(), 7);
-    assert_eq!(node_ids(&app, "?pool=pool-b").await.len(), 2);
-    assert_eq!(node_ids(&app, "?state=ready&pool=pool-a").await.len(), 5);
-    assert_eq!(node_ids(&app, "?state=failed,downtime").await.len(), 0);
-    assert_eq!(node_ids(&app, "?pool=nope").await.len(), 0);
+    assert_eq!(app.node_ids("").await.len(), 7);
+    assert_eq!(app.node_ids("pool=pool-b").await.len(), 2);
+    assert_eq!(app.node_ids("state=ready&pool=pool-a").await.len(), 5);
+    assert_eq!(app.node_ids("state=failed,downtime").await.len(), 0);
+    assert_eq!(app.node_ids("pool=nope").await.len(), 0);
     let a = app.get("/api/v1/nodes?state=ready,bogus", Auth::None).await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert_eq!(a.body["detail"][0]["loc"], json!(["query", "state"]));
@@ -503,7 +492,7 @@ async fn overtime_lists_exactly_the_nodes_past_the_threshold(backend: Backend) {
 async fn only_admins_may_operate(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, key) = app.tenant("t", None).await;
-    let id = node_ids(&app, "?state=ready").await[0];
+    let id = app.node_ids("state=ready").await[0];
     let calls: [(reqwest::Method, String, Option<Value>); 5] = [
         (
             reqwest::Method::PUT,

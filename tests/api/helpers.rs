@@ -419,6 +419,20 @@ impl TestApp {
         a.body["pool"]["levels"].clone()
     }
 
+    /// The ids of `GET /api/v1/nodes?{query}` (e.g. `state=ready&pool=p`), in id order.
+    pub async fn node_ids(&self, query: &str) -> Vec<i64> {
+        let a = self
+            .get(&format!("/api/v1/nodes?{query}"), Auth::None)
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.body["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no nodes in {}", a.text))
+            .iter()
+            .filter_map(|n| n["id"].as_i64())
+            .collect()
+    }
+
     /// Requests a session of `quantity` nodes of `pool`.
     pub async fn request_session(&self, auth: Auth<'_>, pool: &str, quantity: i64) -> Answer {
         self.post(

@@ -472,8 +472,26 @@ async fn a_standalone_layer_forwards_to_a_v3_server(backend: Backend) {
             (200, json!("Done"))
         );
     }
-    // The v3 API is not served by the standalone layer.
+    // The v3 API is not served by the standalone layer; its own metrics are.
     assert_eq!(get("/api/v1/pools".into()).await.0, 404);
+    let metrics = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"duffy_v2_calls_total{endpoint="/Node/get",outcome="ok"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"duffy_http_requests_total{method="GET",route="/Node/done",status="200"} 2"#
+        ),
+        "{metrics}"
+    );
     token.cancel();
     server.await.unwrap();
 }

@@ -37,26 +37,11 @@ fn msg(a: &Answer, status: u16, text: &str) {
     assert_eq!(a.body, json!({"msg": text}), "{}", a.text);
 }
 
-async fn ready_of(app: &TestApp, pool: &str) -> Vec<i64> {
-    let a = app
-        .get(
-            &format!("/api/v1/nodes?state=ready&pool={pool}"),
-            Auth::None,
-        )
-        .await;
-    a.body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_i64().unwrap())
-        .collect()
-}
-
 async fn node_set_admin_and_recover(backend: Backend) {
     let app = spawn_app_config(backend, V2_CONFIG).await;
     let (_, key) = app.tenant("job", None).await;
     let admin = &app.admin_key;
-    let id = ready_of(&app, "small").await[0];
+    let id = app.node_ids("state=ready&pool=small").await[0];
 
     done(
         &v2(
@@ -208,7 +193,7 @@ async fn overtime_in_v2(backend: Backend) {
 async fn non_admins_are_refused_everywhere(backend: Backend) {
     let app = spawn_app_config(backend, V2_CONFIG).await;
     let (_, key) = app.tenant("job", None).await;
-    let id = ready_of(&app, "small").await[0];
+    let id = app.node_ids("state=ready&pool=small").await[0];
     for path in [
         format!("/NodeSetAdmin/{id}?key={key}"),
         format!("/NodeRecover/{id}?key={key}"),

@@ -59,26 +59,11 @@ impl Watch {
     }
 }
 
-async fn ids_in(app: &TestApp, query: &str) -> Vec<i64> {
-    let a = app
-        .get(
-            &format!("/api/v1/nodes?{query}"),
-            crate::helpers::Auth::None,
-        )
-        .await;
-    a.body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_i64().unwrap())
-        .collect()
-}
-
 async fn stale_ready_nodes_are_replaced_while_the_pool_stays_full(backend: Backend) {
     let app = Arc::new(spawn_app_config(backend, AGING).await);
-    let originals = ids_in(&app, "state=ready&pool=fresh").await;
+    let originals = app.node_ids("state=ready&pool=fresh").await;
     assert_eq!(originals.len(), 4);
-    let kept = ids_in(&app, "state=ready&pool=kept").await;
+    let kept = app.node_ids("state=ready&pool=kept").await;
     let watch = Watch::start(&app);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // Each round replaces at most a quarter of the fill level (here one node).
@@ -87,7 +72,7 @@ async fn stale_ready_nodes_are_replaced_while_the_pool_stays_full(backend: Backe
         app.fill().await;
         rounds += 1;
         assert!(app.count(READY).await >= 4);
-        let left = ids_in(&app, "state=ready&pool=fresh").await;
+        let left = app.node_ids("state=ready&pool=fresh").await;
         if originals.iter().all(|id| !left.contains(id)) {
             break;
         }
@@ -108,7 +93,7 @@ async fn stale_ready_nodes_are_replaced_while_the_pool_stays_full(backend: Backe
         assert_eq!(a.body["node"]["state"], "done", "{}", a.text);
     }
     // Pools without max-ready-age keep their nodes.
-    assert_eq!(ids_in(&app, "state=ready&pool=kept").await, kept);
+    assert_eq!(app.node_ids("state=ready&pool=kept").await, kept);
 }
 
 async fn the_fill_job_recycles_on_its_own(backend: Backend) {
@@ -124,11 +109,11 @@ async fn the_fill_job_recycles_on_its_own(backend: Backend) {
         .await,
     );
     assert!(app.eventually_count(10, READY, 4).await);
-    let originals = ids_in(&app, "state=ready&pool=fresh").await;
+    let originals = app.node_ids("state=ready&pool=fresh").await;
     let watch = Watch::start(&app);
     let mut recycled = false;
     for _ in 0..200 {
-        let left = ids_in(&app, "state=ready&pool=fresh").await;
+        let left = app.node_ids("state=ready&pool=fresh").await;
         if originals.iter().all(|id| !left.contains(id)) {
             recycled = true;
             break;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Issue, Query};
+use crate::api::wire::docs;
 use crate::api::wire::{HeldNodeOut, NodeOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, raw_query, reply, with_state};
 use crate::engine::admin::{NodeAction, NodeCommand};
@@ -64,18 +65,18 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Lists every live node, failed ones too; ours: `?state=failed,downtime&pool=NAME`
+/// narrow the list.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", security((), ("basic" = []), ("bearer" = [])),
     params(
         ("state" = Option<String>, Query, description = "Only nodes in these states, comma-separated (e.g. `failed,downtime`)"),
         ("pool" = Option<String>, Query, description = "Only nodes of this pool"),
     ),
     responses(
-        (status = 200, description = "Live nodes, failed ones too", body = crate::api::wire::docs::NodesAnswer),
-        (status = 401, description = "Anonymous reads are off and no credentials came", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "An unknown state", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "Live nodes, failed ones too", body = docs::NodesAnswer),
+        (status = 401, description = "Anonymous reads are off and no credentials came", body = docs::ErrorAnswer),
+        (status = 422, description = "An unknown state", body = docs::ErrorAnswer),
     ))]
-/// Lists every live node, failed ones too; ours: `?state=failed,downtime&pool=NAME`
-/// narrow the list.
 pub async fn list_nodes(
     query: String,
     auth: Option<String>,
@@ -112,20 +113,19 @@ fn state_names() -> String {
         .join(", ")
 }
 
+/// Acts on a node (admins only): `{"action": "downtime"|"recover"|"retire"|"provision"|
+/// "deprovision", "reason": str?, "pool": str?}`. A provision or deprovision run starts
+/// in the background; the answer shows the node as the action left it.
 #[utoipa::path(put, path = "/api/v1/nodes/{id}", tag = "admin", security(("basic" = []), ("bearer" = [])),
     params(("id" = i64, Path, description = "Node id")),
     request_body = NodeActionRequest,
     responses(
-        (status = 200, description = "The node as the action left it", body = crate::api::wire::docs::NodeAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such node", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 409, description = "The node's state does not allow the action (held by a session, retired, …)", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body, or no usable pool to run the mechanism of", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The node as the action left it", body = docs::NodeAnswer),
+        docs::AdminOnly,
+        (status = 404, description = "No such node", body = docs::ErrorAnswer),
+        (status = 409, description = "The node's state does not allow the action (held by a session, retired, …)", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or no usable pool to run the mechanism of", body = docs::ErrorAnswer),
     ))]
-/// Acts on a node (admins only): `{"action": "downtime"|"recover"|"retire"|"provision"|
-/// "deprovision", "reason": str?, "pool": str?}`. A provision or deprovision run starts
-/// in the background; the answer shows the node as the action left it.
 pub async fn update_node(
     id: String,
     auth: Option<String>,
@@ -161,16 +161,15 @@ fn parse_command(body: &[u8]) -> Result<NodeCommand, Vec<FieldError>> {
 /// The default `minutes` of `GET /overtime`, as v2's `/Overtime`.
 pub const OVERTIME_MINUTES: i64 = 60;
 
+/// Nodes held by active sessions for longer than `?minutes=` (default 60), longest held
+/// first, with their session and tenant (admins only).
 #[utoipa::path(get, path = "/api/v1/overtime", tag = "admin", security(("basic" = []), ("bearer" = [])),
     params(("minutes" = Option<i64>, Query, description = "Threshold in minutes (default 60)", minimum = 0)),
     responses(
-        (status = 200, description = "Nodes held longer than the threshold, longest first", body = crate::api::wire::docs::OvertimeAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "An invalid threshold", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "Nodes held longer than the threshold, longest first", body = docs::OvertimeAnswer),
+        docs::AdminOnly,
+        (status = 422, description = "An invalid threshold", body = docs::ErrorAnswer),
     ))]
-/// Nodes held by active sessions for longer than `?minutes=` (default 60), longest held
-/// first, with their session and tenant (admins only).
 pub async fn list_overtime(
     query: String,
     auth: Option<String>,
@@ -195,15 +194,15 @@ pub async fn list_overtime(
 /// A century of minutes: far past any session, well inside chrono's range.
 const MAX_MINUTES: i64 = 100 * 366 * 24 * 60;
 
+/// Shows one node, retired ones included, to any tenant.
 #[utoipa::path(get, path = "/api/v1/nodes/{id}", tag = "nodes", security(("basic" = []), ("bearer" = [])),
     params(("id" = i64, Path, description = "Node id")),
     responses(
-        (status = 200, description = "The node, retired or not", body = crate::api::wire::docs::NodeAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such node", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "The id is not an integer", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The node, retired or not", body = docs::NodeAnswer),
+        docs::AuthFailed,
+        (status = 404, description = "No such node", body = docs::ErrorAnswer),
+        (status = 422, description = "The id is not an integer", body = docs::ErrorAnswer),
     ))]
-/// Shows one node, retired ones included, to any tenant.
 pub async fn show_node(
     id: String,
     auth: Option<String>,
@@ -218,16 +217,15 @@ pub async fn show_node(
     ))
 }
 
+/// Registers a machine (admins only); it starts `unused`.
 #[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", security(("basic" = []), ("bearer" = [])),
     request_body = NodeRegistration,
     responses(
-        (status = 201, description = "The registered node, `unused`", body = crate::api::wire::docs::NodeAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 409, description = "Another live node has this hostname or address", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 201, description = "The registered node, `unused`", body = docs::NodeAnswer),
+        docs::AdminOnly,
+        (status = 409, description = "Another live node has this hostname or address", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body", body = docs::ErrorAnswer),
     ))]
-/// Registers a machine (admins only); it starts `unused`.
 pub async fn create_node(
     auth: Option<String>,
     body: Bytes,

@@ -9,6 +9,7 @@ use warp::reply::Response;
 
 use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError};
+use crate::api::wire::docs;
 use crate::api::wire::{PoolOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 
@@ -36,12 +37,12 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     list.or(show).unify().or(update).unify().boxed()
 }
 
+/// Lists the concrete pools that have a fill level, in configuration order.
 #[utoipa::path(get, path = "/api/v1/pools", tag = "pools", security((), ("basic" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Concrete pools with a fill level", body = crate::api::wire::docs::PoolsAnswer),
-        (status = 401, description = "Anonymous reads are off and no credentials came", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "Concrete pools with a fill level", body = docs::PoolsAnswer),
+        (status = 401, description = "Anonymous reads are off and no credentials came", body = docs::ErrorAnswer),
     ))]
-/// Lists the concrete pools that have a fill level, in configuration order.
 pub async fn list_pools(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
     let pools: Vec<PoolOut> = state
@@ -52,14 +53,14 @@ pub async fn list_pools(auth: Option<String>, state: State) -> Result<Response, 
     Ok(json(StatusCode::OK, &envelope("get", "pools", pools)))
 }
 
+/// Shows one pool with its node counts per state.
 #[utoipa::path(get, path = "/api/v1/pools/{name}", tag = "pools", security((), ("basic" = []), ("bearer" = [])),
     params(("name" = String, Path, description = "Pool name")),
     responses(
-        (status = 200, description = "The pool, its levels, and its backoff or pause if any", body = crate::api::wire::docs::PoolAnswer),
-        (status = 404, description = "No such pool", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "The pool has no fill level (abstract or unfilled)", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The pool, its levels, and its backoff or pause if any", body = docs::PoolAnswer),
+        (status = 404, description = "No such pool", body = docs::ErrorAnswer),
+        (status = 422, description = "The pool has no fill level (abstract or unfilled)", body = docs::ErrorAnswer),
     ))]
-/// Shows one pool with its node counts per state.
 pub async fn show_pool(
     name: String,
     auth: Option<String>,
@@ -69,18 +70,17 @@ pub async fn show_pool(
     verbose_pool(&state, "get", &validate::path_segment(&name)).await
 }
 
+/// Pauses or resumes allocations from one pool (admins only): `{"paused": bool,
+/// "reason": str?}`. While paused, session requests for the pool answer 503.
 #[utoipa::path(put, path = "/api/v1/pools/{name}", tag = "admin", security(("basic" = []), ("bearer" = [])),
     params(("name" = String, Path, description = "Pool name")),
     request_body = PauseChange,
     responses(
-        (status = 200, description = "The pool as it is now", body = crate::api::wire::docs::PoolAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such pool", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body, or an abstract pool", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The pool as it is now", body = docs::PoolAnswer),
+        docs::AdminOnly,
+        (status = 404, description = "No such pool", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or an abstract pool", body = docs::ErrorAnswer),
     ))]
-/// Pauses or resumes allocations from one pool (admins only): `{"paused": bool,
-/// "reason": str?}`. While paused, session requests for the pool answer 503.
 pub async fn update_pool(
     name: String,
     auth: Option<String>,

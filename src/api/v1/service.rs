@@ -9,6 +9,7 @@ use warp::reply::Response;
 
 use crate::api::error::ApiError;
 use crate::api::v1::pools::parse_pause;
+use crate::api::wire::docs;
 use crate::api::wire::{ServiceOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 
@@ -30,12 +31,12 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     show.or(update).unify().boxed()
 }
 
+/// Shows the version and what is paused: readable like the pools.
 #[utoipa::path(get, path = "/api/v1/service", tag = "admin", security((), ("basic" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Version and pauses", body = crate::api::wire::docs::ServiceAnswer),
-        (status = 401, description = "Anonymous reads are off and no credentials came", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "Version and pauses", body = docs::ServiceAnswer),
+        (status = 401, description = "Anonymous reads are off and no credentials came", body = docs::ErrorAnswer),
     ))]
-/// Shows the version and what is paused: readable like the pools.
 pub async fn show_service(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
     let pauses = state.engine.pauses().await?;
@@ -45,16 +46,15 @@ pub async fn show_service(auth: Option<String>, state: State) -> Result<Response
     ))
 }
 
+/// Pauses or resumes every allocation (admins only): `{"paused": bool, "reason": str?}`.
+/// Sessions already granted keep running and can be retired meanwhile.
 #[utoipa::path(put, path = "/api/v1/service", tag = "admin", security(("basic" = []), ("bearer" = [])),
     request_body = crate::api::v1::pools::PauseChange,
     responses(
-        (status = 200, description = "The service as it is now", body = crate::api::wire::docs::ServiceAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The service as it is now", body = docs::ServiceAnswer),
+        docs::AdminOnly,
+        (status = 422, description = "Invalid body", body = docs::ErrorAnswer),
     ))]
-/// Pauses or resumes every allocation (admins only): `{"paused": bool, "reason": str?}`.
-/// Sessions already granted keep running and can be retired meanwhile.
 pub async fn update_service(
     auth: Option<String>,
     body: Bytes,

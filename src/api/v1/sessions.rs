@@ -10,6 +10,7 @@ use warp::reply::Response;
 
 use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Fields, Issue};
+use crate::api::wire::docs;
 use crate::api::wire::{SessionOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 use crate::engine::sessions::{ExpiresAt, NodesSpec, SessionUpdate};
@@ -54,13 +55,13 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Lists active sessions: a tenant's own, or all of them for admins and anonymous readers.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security((), ("basic" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Active sessions (anonymous readers see each tenant as id and name only)", body = crate::api::wire::docs::SessionsAnswer),
-        (status = 401, description = "Wrong credentials, or anonymous reads are off", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "The tenant is retired", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "Active sessions (anonymous readers see each tenant as id and name only)", body = docs::SessionsAnswer),
+        (status = 401, description = "Wrong credentials, or anonymous reads are off", body = docs::ErrorAnswer),
+        (status = 403, description = "The tenant is retired", body = docs::ErrorAnswer),
     ))]
-/// Lists active sessions: a tenant's own, or all of them for admins and anonymous readers.
 pub async fn list_sessions(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     let requester = auth::optional(&state, auth.as_deref()).await?;
     if requester.is_none() && !state.engine.config().app.anonymous_read {
@@ -77,16 +78,16 @@ pub async fn list_sessions(auth: Option<String>, state: State) -> Result<Respons
     Ok(json(StatusCode::OK, &envelope("get", "sessions", sessions)))
 }
 
+/// Shows one session to its tenant or an admin.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", security(("basic" = []), ("bearer" = [])),
     params(("id" = i64, Path, description = "Session id (the v2 ssid)")),
     responses(
-        (status = 200, description = "The session, retired or not", body = crate::api::wire::docs::SessionAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Another tenant's session", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such session", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "The id is not an integer", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The session, retired or not", body = docs::SessionAnswer),
+        docs::AuthFailed,
+        (status = 403, description = "Another tenant's session", body = docs::ErrorAnswer),
+        (status = 404, description = "No such session", body = docs::ErrorAnswer),
+        (status = 422, description = "The id is not an integer", body = docs::ErrorAnswer),
     ))]
-/// Shows one session to its tenant or an admin.
 pub async fn show_session(
     id: String,
     auth: Option<String>,
@@ -101,16 +102,16 @@ pub async fn show_session(
     ))
 }
 
+/// Grants a session: all the nodes asked for, or none.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("basic" = []), ("bearer" = [])),
     request_body = SessionRequest,
     responses(
-        (status = 201, description = "The session with its nodes", body = crate::api::wire::docs::SessionAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Quota exceeded, a retired tenant, or a session for another tenant", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body, or not enough ready nodes (`can't reserve nodes`)", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 503, description = "Allocations are paused (`Retry-After: 60`), or contextualization failed (`Retry-After: 0`)", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 201, description = "The session with its nodes", body = docs::SessionAnswer),
+        docs::AuthFailed,
+        (status = 403, description = "Quota exceeded, a retired tenant, or a session for another tenant", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or not enough ready nodes (`can't reserve nodes`)", body = docs::ErrorAnswer),
+        (status = 503, description = "Allocations are paused (`Retry-After: 60`), or contextualization failed (`Retry-After: 0`)", body = docs::ErrorAnswer),
     ))]
-/// Grants a session: all the nodes asked for, or none.
 pub async fn create_session(
     auth: Option<String>,
     body: Bytes,
@@ -132,17 +133,17 @@ pub async fn create_session(
     ))
 }
 
+/// Retires, extends or marks a session.
 #[utoipa::path(put, path = "/api/v1/sessions/{id}", tag = "sessions", security(("basic" = []), ("bearer" = [])),
     params(("id" = i64, Path, description = "Session id")),
     request_body = SessionChange,
     responses(
-        (status = 200, description = "The session as it is now", body = crate::api::wire::docs::SessionAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Another tenant's session", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such session", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body, or the session is retired", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The session as it is now", body = docs::SessionAnswer),
+        docs::AuthFailed,
+        (status = 403, description = "Another tenant's session", body = docs::ErrorAnswer),
+        (status = 404, description = "No such session", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or the session is retired", body = docs::ErrorAnswer),
     ))]
-/// Retires, extends or marks a session.
 pub async fn update_session(
     id: String,
     auth: Option<String>,

@@ -9,6 +9,7 @@ use warp::reply::Response;
 
 use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Fields, Issue, Loc};
+use crate::api::wire::docs;
 use crate::api::wire::{MASK, TenantOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, reply, with_state};
 use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
@@ -50,12 +51,12 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Lists all tenants for admins, retired ones included; a tenant sees only itself.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("basic" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "All tenants for admins; only itself for a tenant", body = crate::api::wire::docs::TenantsAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "All tenants for admins; only itself for a tenant", body = docs::TenantsAnswer),
+        docs::AuthFailed,
     ))]
-/// Lists all tenants for admins, retired ones included; a tenant sees only itself.
 pub async fn list_tenants(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     let requester = auth::require(&state, auth.as_deref()).await?;
     let tenants = if requester.is_admin {
@@ -70,16 +71,16 @@ pub async fn list_tenants(auth: Option<String>, state: State) -> Result<Response
     Ok(json(StatusCode::OK, &envelope("get", "tenants", out)))
 }
 
+/// Shows a tenant to itself or an admin. Another tenant's id is 403 whether it exists or
+/// not, so ids cannot be probed.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", security(("basic" = []), ("bearer" = [])),
     params(("id" = i64, Path, description = "Tenant id")),
     responses(
-        (status = 200, description = "The tenant", body = crate::api::wire::docs::TenantAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Another tenant (whether it exists or not)", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such tenant (admins)", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The tenant", body = docs::TenantAnswer),
+        docs::AuthFailed,
+        (status = 403, description = "Another tenant (whether it exists or not)", body = docs::ErrorAnswer),
+        (status = 404, description = "No such tenant (admins)", body = docs::ErrorAnswer),
     ))]
-/// Shows a tenant to itself or an admin. Another tenant's id is 403 whether it exists or
-/// not, so ids cannot be probed.
 pub async fn show_tenant(
     id: String,
     auth: Option<String>,
@@ -95,16 +96,15 @@ pub async fn show_tenant(
     Ok(json(StatusCode::OK, &envelope("get", "tenant", out)))
 }
 
+/// Creates a tenant (admins only); the answer shows its SSH key and its new API key once.
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("basic" = []), ("bearer" = [])),
     request_body = TenantCreation,
     responses(
-        (status = 201, description = "The tenant with its plain SSH key and its new API key (shown once)", body = crate::api::wire::docs::TenantAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 409, description = "A tenant of that name exists", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 201, description = "The tenant with its plain SSH key and its new API key (shown once)", body = docs::TenantAnswer),
+        docs::AdminOnly,
+        (status = 409, description = "A tenant of that name exists", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body", body = docs::ErrorAnswer),
     ))]
-/// Creates a tenant (admins only); the answer shows its SSH key and its new API key once.
 pub async fn create_tenant(
     auth: Option<String>,
     body: Bytes,
@@ -119,18 +119,17 @@ pub async fn create_tenant(
     Ok(json(StatusCode::CREATED, &envelope("post", "tenant", out)))
 }
 
+/// Changes, retires or unretires a tenant (admins only; checked before anything else).
 #[utoipa::path(put, path = "/api/v1/tenants/{id}", tag = "tenants", security(("basic" = []), ("bearer" = [])),
     params(("id" = i64, Path, description = "Tenant id")),
     request_body = TenantChangeRequest,
     responses(
-        (status = 200, description = "The tenant as it is now, with `api_key`", body = crate::api::wire::docs::TenantAnswer),
-        (status = 401, description = "No or wrong credentials", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 403, description = "Not an admin", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 404, description = "No such tenant", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 409, description = "Another tenant has this API key", body = crate::api::wire::docs::ErrorAnswer),
-        (status = 422, description = "Invalid body, or a retired tenant", body = crate::api::wire::docs::ErrorAnswer),
+        (status = 200, description = "The tenant as it is now, with `api_key`", body = docs::TenantAnswer),
+        docs::AdminOnly,
+        (status = 404, description = "No such tenant", body = docs::ErrorAnswer),
+        (status = 409, description = "Another tenant has this API key", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body, or a retired tenant", body = docs::ErrorAnswer),
     ))]
-/// Changes, retires or unretires a tenant (admins only; checked before anything else).
 pub async fn update_tenant(
     id: String,
     auth: Option<String>,
