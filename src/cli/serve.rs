@@ -58,7 +58,9 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
     println!(" * Host address : {host}");
     println!(" * Port number  : {port}");
     println!(" * Log level    : {}", level.as_str());
+    println!(" * Serving API docs on http://{host}:{port}/docs");
     println!(" * Serving API on http://{host}:{port}/api/v1");
+    println!(" * Status page on http://{host}:{port}/ (metrics: /metrics)");
     if let Some(dest) = app.legacy_dest() {
         println!(" * Serving the legacy v2 API on http://{host}:{port}/ (forwarding to {dest})");
     }

@@ -42,8 +42,12 @@ async fn the_readme_walkthrough_works_as_printed() {
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let mut port = None;
     let mut admin_line = None;
+    let mut docs_line = None;
     let banner = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with(" * Serving API docs on ") {
+                docs_line = Some(line.clone());
+            }
             if let Some(p) = line.strip_prefix(" * Port number  : ") {
                 port = Some(p.trim().to_owned());
             }
@@ -55,6 +59,10 @@ async fn the_readme_walkthrough_works_as_printed() {
     });
     banner.await.expect("the banner within a minute");
     let port = port.expect("the port in the banner");
+    assert_eq!(
+        docs_line.as_deref(),
+        Some(format!(" * Serving API docs on http://127.0.0.1:{port}/docs").as_str())
+    );
     let admin_line = admin_line.expect("the first admin is announced");
     let key_file = home.path().join(".local/share/duffy/admin.key");
     let key = std::fs::read_to_string(&key_file).expect("admin.key written");
