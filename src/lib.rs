@@ -11,10 +11,12 @@
 //! * [`store`]: SQLite or PostgreSQL, one schema, SQL beside the function that runs it;
 //! * [`mechanisms`]: what creates and destroys machines (`noop` and `ansible`);
 //! * [`contextualize`]: pushing a tenant's SSH key onto its nodes;
-//! * [`app`]: everything assembled on a listener; [`cli`]: the `duffy` command.
+//! * [`app`]: everything assembled on a listener; [`cli`]: the `duffy` command;
+//!   [`bench`]: the load benchmark.
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,5 +1,5 @@
 //! The `duffy` command: `serve`, `serve-legacy`, `migrate`, `config`, `admin`, `client`,
-//! `replay`.
+//! `replay`, `bench`.
 //!
 //! The configuration is loaded and validated before any subcommand runs, as the original
 //! does; `main` only parses the arguments and hands over to [`run`].
@@ -71,6 +71,11 @@ pub enum Command {
     Client(client::ClientArgs),
     /// Replay recorded v2 traffic against a running server and report incompatibilities.
     Replay(replay::ReplayArgs),
+    /// Load-test a server of its own (started on a fresh database) and print the figures.
+    Bench(crate::bench::BenchArgs),
+    /// The trivial handler `bench` compares `GET /pools` with (internal).
+    #[command(hide = true)]
+    BenchTrivial(crate::bench::TrivialArgs),
 }
 
 fn parse_loglevel(s: &str) -> Result<LogLevel, String> {
@@ -91,9 +96,13 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     // Replay only speaks HTTP to a server: a missing or broken local configuration must
     // not stop it, so it runs before the configuration is loaded.
-    if let Command::Replay(args) = command {
-        return replay::run(args).await;
-    }
+    // Nor do the benchmark (it writes its own) and its helper.
+    let command = match command {
+        Command::Replay(args) => return replay::run(args).await,
+        Command::Bench(args) => return crate::bench::run(args).await,
+        Command::BenchTrivial(args) => return crate::bench::run_trivial(args).await,
+        other => other,
+    };
     let loaded = match config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -118,6 +127,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Admin { command } => admin::run(command, loaded).await,
         Command::Client(args) => client::run(args, &loaded).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
+        Command::BenchTrivial(args) => crate::bench::run_trivial(args).await,
     }
 }
 
@@ -144,4 +155,29 @@ pub(crate) fn report_error(what: &str, detail: impl std::fmt::Display) -> ExitCo
     eprintln!("ERROR: {what}");
     eprintln!("ERROR DETAIL: {detail}");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subcommand_parses_its_options() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        // A subcommand's option named like a global one must not shadow it.
+        let cli = Cli::try_parse_from([
+            "duffy",
+            "-l",
+            "debug",
+            "bench",
+            "--scenario",
+            "cycle",
+            "--server-loglevel",
+            "info",
+        ])
+        .expect("parses");
+        assert!(matches!(cli.command, Some(Command::Bench(_))));
+        assert!(cli.loglevel.is_some());
+    }
 }

@@ -16,6 +16,7 @@ mod admin;
 mod ansible;
 mod auth;
 mod backoff;
+mod bench;
 mod browser;
 mod cli;
 mod cli_admin;

@@ -1,0 +1,475 @@
+//! `duffy bench`: a load benchmark of the whole service, as CI jobs use it.
+//!
+//! It starts a `duffy serve --legacy` child process on a fresh database (SQLite, or a
+//! database it creates on a PostgreSQL server), drives each scenario from N concurrent
+//! clients over keep-alive connections for a fixed time, and prints throughput, latency
+//! percentiles and errors by kind; then it lets the background jobs settle and reads the
+//! database: sessions left active, nodes stuck in transient states, the pool's levels,
+//! and the server's memory. Nothing is asserted: the figures are for people to compare
+//! (README "Performance"); a test runs it briefly so that it cannot rot.
+//!
+//! Scenarios:
+//! * `get-pools`: anonymous `GET /api/v1/pools`, and the same JSON from a trivial warp
+//!   handler in a process of its own, for comparison;
+//! * `cycle`: `POST /api/v1/sessions` for one node of a noop pool, then
+//!   `PUT /api/v1/sessions/{id}` `{"active": false}`;
+//! * `legacy-cycle`: `GET /Node/get` then `GET /Node/done` through the v2 layer;
+//! * `inventory`: the unkeyed `/Inventory`, with `--inventory-nodes` nodes and
+//!   `--retired-sessions` retired sessions seeded into the database.
+
+pub mod load;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use warp::Filter;
+
+use crate::store::Db;
+use crate::store::nodes::NodeState;
+use load::{Outcome, drive, expect};
+use server::{BenchDb, BenchError, POOL, Process};
+
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Anonymous `GET /api/v1/pools` (and a trivial handler's same answer).
+    GetPools,
+    /// Request one node, retire the session.
+    Cycle,
+    /// `/Node/get`, then `/Node/done`.
+    LegacyCycle,
+    /// The unkeyed `/Inventory` of a large site.
+    Inventory,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::GetPools => "get-pools",
+            Scenario::Cycle => "cycle",
+            Scenario::LegacyCycle => "legacy-cycle",
+            Scenario::Inventory => "inventory",
+        }
+    }
+}
+
+/// `duffy bench [--scenario S,…] [--duration 10s] [-c N] [--database sqlite|postgres://…]`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Scenarios to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "get-pools,cycle,legacy-cycle,inventory"
+    )]
+    pub scenario: Vec<Scenario>,
+    /// How long each scenario runs (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Concurrent clients, each on its own keep-alive connection.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// `sqlite` (a fresh file), or a PostgreSQL server's URL: the benchmark creates a
+    /// database of its own there and drops it at the end.
+    #[arg(long, default_value = "sqlite")]
+    pub database: String,
+    /// The fill level of the benchmark's noop pool (default: twice the clients, at least 20).
+    #[arg(long)]
+    pub fill_level: Option<u32>,
+    /// Nodes seeded for the inventory scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub inventory_nodes: u32,
+    /// Retired sessions seeded for the inventory scenario (the history of a busy site).
+    #[arg(long, default_value_t = 100_000)]
+    pub retired_sessions: u32,
+    /// The server's log level (its access log at `info` costs throughput).
+    #[arg(long, default_value = "warning")]
+    pub server_loglevel: String,
+    /// Keep the run's directory (configuration, server log, SQLite file).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_config_duration_str(s)
+        .map_err(|e| e.to_string())?
+        .to_std()
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("must be longer than zero".to_owned())
+            } else {
+                Ok(d)
+            }
+        })
+}
+
+/// `duffy bench-trivial --body FILE` (hidden): serves FILE as `GET /api/v1/pools` and
+/// nothing else, for `get-pools` to compare with.
+#[derive(Debug, Args)]
+pub struct TrivialArgs {
+    /// The JSON to answer.
+    #[arg(long)]
+    pub body: PathBuf,
+}
+
+/// Runs the benchmark; a set-up failure is exit 1, whatever the figures are is exit 0.
+pub async fn run(args: BenchArgs) -> ExitCode {
+    match bench(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("duffy bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves the trivial comparison handler until killed.
+pub async fn run_trivial(args: TrivialArgs) -> ExitCode {
+    let body = match std::fs::read(&args.body) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(e) => {
+            eprintln!("duffy bench-trivial: {}: {e}", args.body.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let route = warp::path!("api" / "v1" / "pools").map(move || {
+        warp::http::Response::builder()
+            .header("content-type", "application/json")
+            .body(body.clone())
+    });
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("duffy bench-trivial: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    println!(" * Port number  : {port}");
+    warp::serve(route).incoming(listener).run().await;
+    ExitCode::SUCCESS
+}
+
+/// Everything a scenario's clients share.
+struct Ctx {
+    client: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
+    let (dir, _cleanup) = server::run_dir(args.keep)?;
+    let db = BenchDb::create(&args.database, &dir).await?;
+    let result = bench_on(args, &dir, &db).await;
+    db.drop_created().await;
+    if args.keep {
+        println!("run directory kept: {}", dir.display());
+    }
+    result
+}
+
+async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), BenchError> {
+    let clients = args.concurrency.max(1);
+    let fill_level = args
+        .fill_level
+        .unwrap_or_else(|| u32::try_from(clients * 2).unwrap_or(u32::MAX).max(20));
+    let config = dir.join("duffy.yaml");
+    std::fs::write(
+        &config,
+        server::config_yaml(db, fill_level, &args.server_loglevel),
+    )?;
+    let (tenant_id, key) = server::create_tenant(&config).await?;
+    let store = Db::connect(&db.url).await?;
+    if args.scenario.contains(&Scenario::Inventory) {
+        let started = std::time::Instant::now();
+        server::seed(
+            &store,
+            tenant_id,
+            args.inventory_nodes,
+            args.retired_sessions,
+        )
+        .await?;
+        println!(
+            "seeded {} nodes and {} retired sessions in {:.1} s",
+            args.inventory_nodes,
+            args.retired_sessions,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let config_arg = config.to_string_lossy().into_owned();
+    let server = Process::start(
+        &[
+            "-c",
+            &config_arg,
+            "serve",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--legacy",
+        ],
+        &dir.join("server.log"),
+    )
+    .await?;
+    server::wait_for_ready(&store, POOL, i64::from(fill_level)).await?;
+    println!(
+        "duffy bench: {} on {} core(s), {clients} client(s), {} per scenario, pool fill level {fill_level}, server log level {}",
+        db.backend(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        crate::config::python_timedelta(
+            chrono::TimeDelta::from_std(args.duration).unwrap_or_default()
+        ),
+        args.server_loglevel
+    );
+    let ctx = Arc::new(Ctx {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(clients * 2)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| BenchError::Server(e.to_string()))?,
+        url: server.url.clone(),
+        key,
+    });
+    print_header();
+    for scenario in &args.scenario {
+        match scenario {
+            Scenario::GetPools => get_pools(&ctx, clients, args.duration, dir).await?,
+            Scenario::Cycle | Scenario::LegacyCycle => {
+                let watch = Lowest::watch(store.clone());
+                let outcome = cycle(&ctx, *scenario, clients, args.duration).await;
+                print_row(scenario.name(), clients, &outcome);
+                println!(
+                    "    lowest ready count of pool {POOL} during the run: {} (fill level {fill_level})",
+                    watch.stop().await
+                );
+            }
+            Scenario::Inventory => {
+                let outcome = inventory(&ctx, clients, args.duration).await;
+                print_row(scenario.name(), clients, &outcome);
+            }
+        }
+    }
+    let after = server::aftermath(&store).await?;
+    println!();
+    println!(
+        "after the run (settled in {:.1} s): {} session(s) left active, {} node(s) in transient states",
+        after.settled_in.as_secs_f64(),
+        after.active_sessions,
+        after.transient_nodes
+    );
+    let levels: Vec<String> = after
+        .levels
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    println!("pool {POOL}: {}", levels.join(", "));
+    if let Some((rss, peak)) = server.pid().and_then(server::memory) {
+        println!(
+            "server memory: {:.1} MB resident, {:.1} MB at the peak",
+            rss as f64 / 1e6,
+            peak as f64 / 1e6
+        );
+    }
+    store.close().await;
+    server.stop().await;
+    Ok(())
+}
+
+fn print_header() {
+    println!(
+        "{:<32} {:>7} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "scenario", "clients", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
+}
+
+fn print_row(name: &str, clients: usize, o: &Outcome) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{:<32} {:>7} {:>9} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+        name,
+        clients,
+        o.ok,
+        o.rate(),
+        ms(o.percentile(50.0)),
+        ms(o.percentile(90.0)),
+        ms(o.percentile(99.0)),
+        ms(o.max()),
+        o.error_count()
+    );
+    for (kind, n) in &o.errors {
+        println!("    error x{n}: {kind}");
+    }
+}
+
+async fn get_pools(
+    ctx: &Arc<Ctx>,
+    clients: usize,
+    duration: Duration,
+    dir: &Path,
+) -> Result<(), BenchError> {
+    let pools_url = format!("{}/api/v1/pools", ctx.url);
+    let body = expect(ctx.client.get(&pools_url), 200)
+        .await
+        .map_err(BenchError::Server)?;
+    let body_file = dir.join("pools.json");
+    std::fs::write(&body_file, &body)?;
+    let ours = fetch_loop(ctx, pools_url, clients, duration).await;
+    print_row("get-pools", clients, &ours);
+    let file_arg = body_file.to_string_lossy().into_owned();
+    let trivial = Process::start(
+        &["bench-trivial", "--body", &file_arg],
+        &dir.join("trivial.log"),
+    )
+    .await?;
+    let theirs = fetch_loop(
+        ctx,
+        format!("{}/api/v1/pools", trivial.url),
+        clients,
+        duration,
+    )
+    .await;
+    print_row("get-pools (trivial warp handler)", clients, &theirs);
+    println!(
+        "    get-pools runs at {:.0}% of the trivial handler's rate",
+        100.0 * ours.rate() / theirs.rate().max(f64::EPSILON)
+    );
+    trivial.stop().await;
+    Ok(())
+}
+
+/// Clients fetching one URL over and over.
+async fn fetch_loop(ctx: &Arc<Ctx>, url: String, clients: usize, duration: Duration) -> Outcome {
+    let ctx = ctx.clone();
+    let url = Arc::new(url);
+    drive(clients, duration, move |_| {
+        let (ctx, url) = (ctx.clone(), url.clone());
+        async move { expect(ctx.client.get(url.as_str()), 200).await.map(|_| ()) }
+    })
+    .await
+}
+
+async fn cycle(ctx: &Arc<Ctx>, scenario: Scenario, clients: usize, duration: Duration) -> Outcome {
+    let ctx = ctx.clone();
+    drive(clients, duration, move |_| {
+        let ctx = ctx.clone();
+        async move {
+            match scenario {
+                Scenario::LegacyCycle => legacy_cycle_once(&ctx).await,
+                _ => cycle_once(&ctx).await,
+            }
+        }
+    })
+    .await
+}
+
+/// One v3 cycle: a session of one node, retired at once.
+async fn cycle_once(ctx: &Ctx) -> Result<(), String> {
+    const REQUEST: &str = r#"{"nodes_specs": [{"pool": "bench", "quantity": 1}]}"#;
+    let created = expect(
+        ctx.client
+            .post(format!("{}/api/v1/sessions", ctx.url))
+            .basic_auth("bench", Some(&ctx.key))
+            .header("content-type", "application/json")
+            .body(REQUEST),
+        201,
+    )
+    .await?;
+    let id = serde_json::from_slice::<serde_json::Value>(&created)
+        .ok()
+        .and_then(|v| v["session"]["id"].as_i64())
+        .ok_or("no session id in the answer")?;
+    expect(
+        ctx.client
+            .put(format!("{}/api/v1/sessions/{id}", ctx.url))
+            .basic_auth("bench", Some(&ctx.key))
+            .header("content-type", "application/json")
+            .body(r#"{"active": false}"#),
+        200,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// One v2 cycle: `/Node/get`, then `/Node/done`.
+async fn legacy_cycle_once(ctx: &Ctx) -> Result<(), String> {
+    let got = expect(
+        ctx.client.get(format!(
+            "{}/Node/get?key={}&ver=9-stream&count=1",
+            ctx.url, ctx.key
+        )),
+        200,
+    )
+    .await?;
+    let ssid = serde_json::from_slice::<serde_json::Value>(&got)
+        .ok()
+        .and_then(|v| v["ssid"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("v2 answer: {}", String::from_utf8_lossy(&got)))?;
+    let done = expect(
+        ctx.client
+            .get(format!("{}/Node/done?key={}&ssid={ssid}", ctx.url, ctx.key)),
+        200,
+    )
+    .await?;
+    if done.as_ref() != b"\"Done\"" {
+        return Err(format!("v2 done: {}", String::from_utf8_lossy(&done)));
+    }
+    Ok(())
+}
+
+async fn inventory(ctx: &Arc<Ctx>, clients: usize, duration: Duration) -> Outcome {
+    let ctx = ctx.clone();
+    drive(clients, duration, move |_| {
+        let ctx = ctx.clone();
+        async move {
+            let body = expect(ctx.client.get(format!("{}/Inventory", ctx.url)), 200).await?;
+            if body.first() != Some(&b'[') {
+                return Err("the inventory is not a JSON list".to_owned());
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Samples the benchmark pool's ready count while a cycle scenario runs.
+struct Lowest {
+    stop: Arc<AtomicBool>,
+    lowest: Arc<AtomicI64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lowest {
+    fn watch(db: Db) -> Lowest {
+        let stop = Arc::new(AtomicBool::new(false));
+        let lowest = Arc::new(AtomicI64::new(i64::MAX));
+        let task = tokio::spawn({
+            let (stop, lowest) = (stop.clone(), lowest.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(counts) = crate::store::nodes::count_by_pool_state(&db).await {
+                        let ready = counts
+                            .iter()
+                            .find(|(p, s, _)| p.as_deref() == Some(POOL) && *s == NodeState::Ready)
+                            .map_or(0, |(_, _, n)| *n);
+                        lowest.fetch_min(ready, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        Lowest { stop, lowest, task }
+    }
+
+    async fn stop(self) -> i64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.lowest.load(Ordering::Relaxed)
+    }
+}
