@@ -29,7 +29,7 @@ pub struct Ts(pub NaiveDateTime);
 
 impl Serialize for Ts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_ts(self.0))
+        s.serialize_str(&format_ts(self.0))
     }
 }
 
@@ -47,11 +47,24 @@ impl ToSchema for Ts {}
 
 /// Formats a timestamp the way the API shows it.
 pub fn format_ts(t: NaiveDateTime) -> String {
-    if t.and_utc().timestamp_subsec_micros() == 0 {
-        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written field by field: chrono's `format` parses its pattern on every call, which
+    // shows in listings of thousands of nodes.
+    let micros = t.and_utc().timestamp_subsec_micros();
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if micros != 0 {
+        out.push_str(&format!(".{micros:06}"));
     }
+    out.push('Z');
+    out
 }
 
 /// `{"action": …, "<key>": …}`: every success body, serialized in one pass (no

@@ -4,7 +4,7 @@
 //! server (or the original) does not break the client. Only what callers use is typed.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// One entry of `nodes_specs` in `POST /sessions`.
 #[derive(Debug, Clone, Serialize)]
@@ -104,9 +104,18 @@ pub struct Node {
     /// How often it was handed out (ours; 0 from servers that do not send it).
     #[serde(default)]
     pub used_count: i64,
-    /// Mechanism and engine data, e.g. `error` once it was reported failed.
+    /// What the v2 layer reads of the node's data (the rest is skipped unparsed: an
+    /// inventory reads thousands of nodes).
     #[serde(default)]
-    pub data: Map<String, Value>,
+    pub data: NodeData,
+}
+
+/// The part of a node's `data` a client needs.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeData {
+    /// Set once the node failed or was reported failed: `{"failed_at", "detail"}`.
+    #[serde(default)]
+    pub error: Option<Value>,
 }
 
 /// The body of an admin's `PUT /nodes/{id}` (ours).

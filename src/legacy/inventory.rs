@@ -124,7 +124,8 @@ pub fn full_rows(
 fn v2_state(node: &Node) -> &str {
     let reported_failed = node
         .data
-        .get("error")
+        .error
+        .as_ref()
         .and_then(|e| e.get("detail"))
         .and_then(Value::as_str)
         == Some(REPORTED_FAILED);
@@ -204,10 +205,7 @@ mod tests {
     #[test]
     fn states_in_v2_words() {
         let mut failed = node(1, Some("a"), "deployed");
-        failed.data = json!({"error": {"detail": REPORTED_FAILED}})
-            .as_object()
-            .unwrap()
-            .clone();
+        failed.data.error = Some(json!({"detail": REPORTED_FAILED}));
         assert_eq!(v2_state(&failed), "Fail");
         for (v3, v2) in [
             ("unused", "Active"),

@@ -36,6 +36,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long SQLite waits on a lock held by another process (e.g. `duffy admin`).
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Rows buffered between a SQLite connection's thread and the task reading them.
+const SQLITE_ROW_BUFFER: usize = 4096;
 /// Readers are cheap in WAL mode; a few cover the API's reads on a 2-core machine.
 const SQLITE_READERS: u32 = 4;
 /// PostgreSQL connections: enough for parallel requests plus background jobs.
@@ -196,6 +198,9 @@ impl Db {
             // the last transactions, never corrupt the file.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            // Rows travel from SQLite's thread to ours through a bounded channel; the
+            // default (50) makes a listing of thousands of nodes ping-pong between threads.
+            .row_buffer_size(SQLITE_ROW_BUFFER)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

@@ -132,12 +132,16 @@ pub async fn nodes_of_active(
     db: &Db,
     tenant_id: Option<i64>,
 ) -> Result<Vec<SessionNode>, StoreError> {
+    // CROSS JOIN keeps SQLite's planner starting from the (few) active sessions instead
+    // of scanning every link of the history; PostgreSQL plans it like a plain join.
     const ALL: &str = "SELECT sn.session_id, n.* FROM sessions s \
-        JOIN sessions_nodes sn ON sn.session_id = s.id JOIN nodes n ON n.id = sn.node_id \
-        WHERE s.retired_at IS NULL ORDER BY sn.session_id, n.id";
+        CROSS JOIN sessions_nodes sn CROSS JOIN nodes n \
+        WHERE sn.session_id = s.id AND n.id = sn.node_id AND s.retired_at IS NULL \
+        ORDER BY sn.session_id, n.id";
     const OF_TENANT: &str = "SELECT sn.session_id, n.* FROM sessions s \
-        JOIN sessions_nodes sn ON sn.session_id = s.id JOIN nodes n ON n.id = sn.node_id \
-        WHERE s.retired_at IS NULL AND s.tenant_id = $1 ORDER BY sn.session_id, n.id";
+        CROSS JOIN sessions_nodes sn CROSS JOIN nodes n \
+        WHERE sn.session_id = s.id AND n.id = sn.node_id AND s.retired_at IS NULL \
+        AND s.tenant_id = $1 ORDER BY sn.session_id, n.id";
     Ok(match tenant_id {
         None => on_reader!(db, c => sqlx::query_as(ALL).fetch_all(c).await)?,
         Some(t) => on_reader!(db, c => sqlx::query_as(OF_TENANT).bind(t).fetch_all(c).await)?,
@@ -249,11 +253,11 @@ pub async fn held_since_before(
 ) -> Result<Vec<HeldNode>, StoreError> {
     const SQL: &str = "SELECT sn.session_id, s.created_at AS held_since, \
             s.expires_at AS session_expires_at, s.tenant_id, t.name AS tenant_name, n.* \
-        FROM sessions_nodes sn \
-        JOIN sessions s ON s.id = sn.session_id \
+        FROM sessions s \
+        CROSS JOIN sessions_nodes sn \
         JOIN tenants t ON t.id = s.tenant_id \
         JOIN nodes n ON n.id = sn.node_id \
-        WHERE s.retired_at IS NULL AND s.created_at < $1 \
+        WHERE sn.session_id = s.id AND s.retired_at IS NULL AND s.created_at < $1 \
         ORDER BY s.created_at, s.id, n.id";
     Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(before).fetch_all(c).await)?)
 }
