@@ -165,11 +165,13 @@ impl Engine {
     ) -> Result<(Tenant, Session, Vec<Node>), EngineError> {
         let now = store::now();
         let requested: i64 = specs.iter().map(|s| s.quantity).sum();
-        let mut tx = self.db().begin().await?;
+        // Read beside the write transaction (a reader, not the writer): a pause that
+        // commits while a request is already in flight does not stop that request.
         let pools: Vec<&str> = specs.iter().map(|s| s.pool.as_str()).collect();
-        if let Some(pause) = store::pauses::blocking(&mut tx, &pools).await?.first() {
+        if let Some(pause) = store::pauses::blocking(self.db(), &pools).await?.first() {
             return Err(EngineError::Paused(super::admin::paused_detail(pause)));
         }
+        let mut tx = self.db().begin().await?;
         let tenant = store::tenants::lock_by_id(&mut tx, target.id).await?;
         let tenant = match (tenant, target.for_other) {
             (Some(t), _) if t.is_active() => t,
@@ -432,6 +434,12 @@ impl Engine {
         id: i64,
         update: SessionUpdate,
     ) -> Result<SessionView, EngineError> {
+        let plain_retire = update.active == Some(false)
+            && update.expires_at.is_none()
+            && update.fail_nodes != Some(true);
+        if plain_retire && let Some(view) = self.retire_held(requester, id).await? {
+            return Ok(view);
+        }
         let now = store::now();
         let mut tx = self.db().begin().await?;
         let mut session = store::sessions::lock_by_id(&mut tx, id)
@@ -489,6 +497,35 @@ impl Engine {
             tenant,
             nodes,
         })
+    }
+
+    /// The common case of `update_session`, a tenant retiring its own active session, in
+    /// one statement; `None` when that is not the case (the full path then finds the right
+    /// answer: not found, another tenant's, already retired).
+    async fn retire_held(
+        &self,
+        requester: &Tenant,
+        id: i64,
+    ) -> Result<Option<SessionView>, EngineError> {
+        let holder = (!requester.is_admin).then_some(requester.id);
+        let Some(session) =
+            store::sessions::retire_if_held(self.db(), id, holder, store::now()).await?
+        else {
+            return Ok(None);
+        };
+        let tenant = if session.tenant_id == requester.id {
+            requester.clone()
+        } else {
+            self.tenant(session.tenant_id).await?
+        };
+        tracing::info!(session.id = id, tenant.name = %tenant.name, "retired session {id}");
+        self.wakers().deprovision.notify_one();
+        let nodes = store::sessions::nodes_of(self.db(), id).await?;
+        Ok(Some(SessionView {
+            session,
+            tenant,
+            nodes,
+        }))
     }
 
     /// One session, retired ones included; only its tenant or an admin may see it.

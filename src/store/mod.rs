@@ -202,13 +202,17 @@ impl Db {
             // default (50) makes a listing of thousands of nodes ping-pong between threads.
             .row_buffer_size(SQLITE_ROW_BUFFER)
             .foreign_keys(true);
+        // A local file cannot drop a connection: no ping before each use (sqlx's default
+        // costs a round trip to the connection's thread per transaction).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(SQLITE_READERS)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options.read_only(true));
         Ok(Db::Sqlite { writer, reader })

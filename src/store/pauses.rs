@@ -29,12 +29,10 @@ pub async fn list(db: &Db) -> Result<Vec<Pause>, StoreError> {
     Ok(on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?)
 }
 
-/// The pauses that stop a request for these pools: the service-wide one, then the
-/// pools', inside the request's transaction.
-pub async fn blocking(tx: &mut Tx, pools: &[&str]) -> Result<Vec<Pause>, StoreError> {
+/// The pauses that stop a request for these pools: the service-wide one, then the pools'.
+pub async fn blocking(db: &Db, pools: &[&str]) -> Result<Vec<Pause>, StoreError> {
     // One small table, read whole: cheaper than binding a list on two backends.
-    const SQL: &str = "SELECT * FROM pauses ORDER BY scope";
-    let all: Vec<Pause> = on_tx!(tx, c => sqlx::query_as(SQL).fetch_all(c).await)?;
+    let all = list(db).await?;
     Ok(all
         .into_iter()
         .filter(|p| p.scope == SERVICE || pools.contains(&p.scope.as_str()))

@@ -182,6 +182,24 @@ pub async fn save(tx: &mut Tx, session: &Session) -> Result<Session, StoreError>
         .await)?)
 }
 
+/// Retires an active session in one statement, if `tenant_id` holds it (any tenant's
+/// when `None`); `None` when it does not apply, and the caller finds out why.
+pub async fn retire_if_held(
+    db: &Db,
+    id: i64,
+    tenant_id: Option<i64>,
+    now: NaiveDateTime,
+) -> Result<Option<Session>, StoreError> {
+    const SQL: &str = "UPDATE sessions SET retired_at = $2 WHERE id = $1 \
+        AND retired_at IS NULL AND ($3 IS NULL OR tenant_id = $3) RETURNING *";
+    Ok(on_writer!(db, c => sqlx::query_as(SQL)
+        .bind(id)
+        .bind(now)
+        .bind(tenant_id)
+        .fetch_optional(c)
+        .await)?)
+}
+
 /// Makes every active session of a tenant expire at `when` (retiring a tenant).
 pub async fn expire_all_of_tenant(
     tx: &mut Tx,
