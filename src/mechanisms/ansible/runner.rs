@@ -194,18 +194,9 @@ struct TreeGuard(Option<u32>);
 
 impl Drop for TreeGuard {
     fn drop(&mut self) {
-        let Some(pid) = self.0 else {
-            return;
-        };
-        let targets = tree_targets(pid);
-        let _ = std::process::Command::new("kill")
-            .arg("-KILL")
-            .arg("--")
-            .args(&targets)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if let Some(pid) = self.0 {
+            kill_tree(pid);
+        }
     }
 }
 
@@ -236,23 +227,40 @@ async fn prepare(plugins: &Path, vars_file: &Path, extra_vars: &Value) -> std::i
 }
 
 /// Kills the child and every process it started: Ansible's workers call `setsid`, so they
-/// leave the process group; they are found as descendants in `/proc` before anything is
-/// killed. The child is then reaped.
+/// leave the process group; they are found as descendants in `/proc`. A worker could fork
+/// and leave the group between the look and the kill, so the tree is first stopped
+/// (`SIGSTOP`) until looking again finds nobody new, then killed. The child is then reaped.
 async fn kill_group(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let targets = tree_targets(pid);
-        // No `libc` (unsafe code is forbidden here): the `kill` utility sends the signals.
-        let _ = Command::new("kill")
-            .arg("-KILL")
+        let _ = tokio::task::spawn_blocking(move || kill_tree(pid)).await;
+    }
+    let _ = child.kill().await;
+}
+
+/// Stops `pid`'s group and descendants until no new process shows up, then kills them all.
+fn kill_tree(pid: u32) {
+    // No `libc` (unsafe code is forbidden here): the `kill` utility sends the signals.
+    let signal = |name: &str, targets: &[String]| {
+        let _ = std::process::Command::new("kill")
+            .arg(name)
             .arg("--")
-            .args(&targets)
+            .args(targets)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .await;
+            .status();
+    };
+    let mut targets = tree_targets(pid);
+    for _ in 0..10 {
+        signal("-STOP", &targets);
+        let again = tree_targets(pid);
+        let grown = again.iter().any(|t| !targets.contains(t));
+        targets = again;
+        if !grown {
+            break;
+        }
     }
-    let _ = child.kill().await;
+    signal("-KILL", &targets);
 }
 
 /// `kill` arguments for a run's whole tree: its process group and every descendant.
