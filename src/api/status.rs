@@ -6,6 +6,8 @@
 //! The page follows `app.anonymous-read`: when that is off, the browser asks for a tenant
 //! name and key (Basic auth).
 
+use std::sync::OnceLock;
+
 use minijinja::Environment;
 use serde::Serialize;
 use serde_json::Value;
@@ -114,11 +116,12 @@ struct ErrorRow {
 pub async fn show_status(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
     let page = gather(&state).await?;
-    let mut env = Environment::new();
-    // `.html`: minijinja escapes every value for HTML.
-    env.add_template("status.html", TEMPLATE)
-        .and_then(|()| env.get_template("status.html"))
-        .and_then(|t| t.render(minijinja::value::Serde(&page)))
+    templates()
+        .and_then(|env| {
+            env.get_template("status.html")
+                .and_then(|t| t.render(minijinja::value::Serde(&page)))
+                .map_err(|e| e.to_string())
+        })
         .map(|html| {
             let mut response = html.into_response();
             response.headers_mut().insert(
@@ -128,6 +131,20 @@ pub async fn show_status(auth: Option<String>, state: State) -> Result<Response,
             response
         })
         .map_err(|e| ApiError::Internal(format!("rendering the status page failed: {e}")))
+}
+
+/// The page's template, parsed once. Its name ends in `.html`, so minijinja escapes every
+/// value for HTML.
+fn templates() -> Result<&'static Environment<'static>, String> {
+    static ENV: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.add_template("status.html", TEMPLATE)
+            .map_err(|e| e.to_string())?;
+        Ok(env)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 async fn gather(state: &State) -> Result<Page, EngineError> {

@@ -215,18 +215,21 @@ pub fn query_error(name: &str, issue: Issue, input: &str) -> FieldError {
 
 /// One of a fixed set of strings, as pydantic reports a bad `Literal`/`Enum` value.
 pub fn one_of<'a>(choices: &'a [&'a str]) -> impl Fn(&Value) -> Result<String, Issue> + 'a {
-    move |v| {
-        let expected = choices
-            .iter()
-            .map(|c| format!("'{c}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        match v.as_str() {
-            Some(s) if choices.contains(&s) => Ok(s.to_owned()),
-            _ => Err(Issue::new("enum", format!("Input should be {expected}"))
-                .with_ctx(json!({"expected": expected}))),
-        }
+    move |v| match v.as_str() {
+        Some(s) if choices.contains(&s) => Ok(s.to_owned()),
+        _ => Err(not_one_of(choices)),
     }
+}
+
+/// The issue of a value that is none of `choices`.
+pub fn not_one_of(choices: &[&str]) -> Issue {
+    let expected = choices
+        .iter()
+        .map(|c| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Issue::new("enum", format!("Input should be {expected}"))
+        .with_ctx(json!({"expected": expected}))
 }
 
 /// Reads the fields of one JSON object, collecting every problem instead of stopping at the

@@ -418,19 +418,6 @@ impl Engine {
             .unwrap_or(NaiveDateTime::MIN);
         Ok(store::sessions::held_since_before(self.db(), before).await?)
     }
-
-    /// Live nodes, optionally only those in `states` and of `pool`, in id order.
-    pub async fn nodes_where(
-        &self,
-        states: &[NodeState],
-        pool: Option<&str>,
-    ) -> Result<Vec<Node>, EngineError> {
-        let mut nodes = store::nodes::list_live_in(self.db(), pool).await?;
-        if !states.is_empty() {
-            nodes.retain(|n| states.contains(&n.state));
-        }
-        Ok(nodes)
-    }
 }
 
 /// Refuses to move a node an active session holds: it is the tenant's until retired.

@@ -1,13 +1,31 @@
 //! Nodes as operators see them, and registering machines for `reuse-nodes` pools.
 
 use super::{Engine, EngineError};
-use crate::store::nodes::{NewNode, Node};
+use crate::store::nodes::{NewNode, Node, NodeState};
 use crate::store::{self, StoreError};
 
 impl Engine {
-    /// Every live node (failed ones too), in id order.
-    pub async fn nodes(&self) -> Result<Vec<Node>, EngineError> {
-        Ok(store::nodes::list_live(self.db()).await?)
+    /// Live nodes (failed ones too), optionally only those in `states` and of `pool`, in
+    /// id order. Asking for states reads only those (the `nodes_state` index), not every
+    /// node of the site.
+    pub async fn nodes_where(
+        &self,
+        states: &[NodeState],
+        pool: Option<&str>,
+    ) -> Result<Vec<Node>, EngineError> {
+        if states.is_empty() {
+            return Ok(store::nodes::list_live_in(self.db(), pool).await?);
+        }
+        let mut nodes = Vec::new();
+        for state in states {
+            nodes.extend(store::nodes::in_state(self.db(), *state).await?);
+        }
+        if let Some(pool) = pool {
+            nodes.retain(|n| n.pool.as_deref() == Some(pool));
+        }
+        nodes.sort_by_key(|n| n.id);
+        nodes.dedup_by_key(|n| n.id);
+        Ok(nodes)
     }
 
     /// One node by id, retired ones included.

@@ -513,19 +513,26 @@ impl Engine {
         else {
             return Ok(None);
         };
+        self.wakers().deprovision.notify_one();
+        let view = self.view(requester, session).await?;
+        tracing::info!(session.id = id, tenant.name = %view.tenant.name, "retired session {id}");
+        Ok(Some(view))
+    }
+
+    /// A session as the API shows it: its tenant (the requester's own row when it is
+    /// theirs) and its nodes as they are now.
+    async fn view(&self, requester: &Tenant, session: Session) -> Result<SessionView, EngineError> {
         let tenant = if session.tenant_id == requester.id {
             requester.clone()
         } else {
             self.tenant(session.tenant_id).await?
         };
-        tracing::info!(session.id = id, tenant.name = %tenant.name, "retired session {id}");
-        self.wakers().deprovision.notify_one();
-        let nodes = store::sessions::nodes_of(self.db(), id).await?;
-        Ok(Some(SessionView {
+        let nodes = store::sessions::nodes_of(self.db(), session.id).await?;
+        Ok(SessionView {
             session,
             tenant,
             nodes,
-        }))
+        })
     }
 
     /// One session, retired ones included; only its tenant or an admin may see it.
@@ -536,17 +543,7 @@ impl Engine {
         if !requester.is_admin && session.tenant_id != requester.id {
             return Err(EngineError::Forbidden("Forbidden".into()));
         }
-        let tenant = if session.tenant_id == requester.id {
-            requester.clone()
-        } else {
-            self.tenant(session.tenant_id).await?
-        };
-        let nodes = store::sessions::nodes_of(self.db(), id).await?;
-        Ok(SessionView {
-            session,
-            tenant,
-            nodes,
-        })
+        self.view(requester, session).await
     }
 
     /// Active sessions: all of them for admins and anonymous readers (D#1), a tenant's own

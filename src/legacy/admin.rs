@@ -25,7 +25,7 @@ pub async fn node_action(
     action: &'static str,
 ) -> Result<Response, V2Error> {
     let key = params.key.ok_or(V2Error::InvalidKey)?;
-    let id = super::node::session_id(id).ok_or(V2Error::InvalidNode)?;
+    let id = super::node::decimal_id(id).ok_or(V2Error::InvalidNode)?;
     let reason = params
         .reason
         .unwrap_or_else(|| format!("v2 {} call", v2_name(action)));

@@ -99,7 +99,7 @@ async fn change(
     let ssid = params
         .ssid
         .as_deref()
-        .and_then(session_id)
+        .and_then(decimal_id)
         .ok_or(V2Error::InvalidSession)?;
     legacy
         .client
@@ -139,7 +139,7 @@ fn count(text: Option<&str>) -> Result<(i64, String), V2Error> {
 }
 
 /// A v3 session (or node) id in decimal; v2-era ids such as `578e1a0b` are not.
-pub(super) fn session_id(text: &str) -> Option<i64> {
+pub(super) fn decimal_id(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn session_ids() {
-        assert_eq!(session_id("42"), Some(42));
+        assert_eq!(decimal_id("42"), Some(42));
         for bad in [
             "",
             "0",
@@ -179,7 +179,7 @@ mod tests {
             " 3",
             "99999999999999999999",
         ] {
-            assert_eq!(session_id(bad), None, "{bad}");
+            assert_eq!(decimal_id(bad), None, "{bad}");
         }
     }
 }

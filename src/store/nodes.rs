@@ -157,13 +157,7 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<Node>, StoreError> {
     Ok(on_reader!(db, c => sqlx::query_as(SQL).bind(id).fetch_optional(c).await)?)
 }
 
-/// Every node not retired (failed ones too), in id order: `GET /nodes`.
-pub async fn list_live(db: &Db) -> Result<Vec<Node>, StoreError> {
-    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL ORDER BY id";
-    Ok(on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?)
-}
-
-/// Live nodes, optionally of one pool, in id order (`GET /nodes?pool=`).
+/// Live nodes (failed ones too), optionally of one pool, in id order: `GET /nodes`.
 pub async fn list_live_in(db: &Db, pool: Option<&str>) -> Result<Vec<Node>, StoreError> {
     const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL \
         AND ($1 IS NULL OR pool = $1) ORDER BY id";

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Auth, Backend, TestApp, spawn_app, spawn_app_config};
+use crate::helpers::{Auth, Backend, spawn_app, spawn_app_config};
 
 /// One pool with a single node: the downtime tests need "the only ready node".
 const ONE_NODE: &str = r#"
@@ -22,11 +22,6 @@ nodepools:
       fill-level: 1
 "#;
 
-async fn act(app: &TestApp, id: i64, body: Value) -> crate::helpers::Answer {
-    app.put(&format!("/api/v1/nodes/{id}"), app.admin_auth(), &body)
-        .await
-}
-
 async fn a_node_in_downtime_is_never_handed_out(backend: Backend) {
     let app = spawn_app_config(backend, ONE_NODE).await;
     let (_, key) = app.tenant("t", None).await;
@@ -34,12 +29,9 @@ async fn a_node_in_downtime_is_never_handed_out(backend: Backend) {
     assert_eq!(ready.len(), 1);
     let id = ready[0];
 
-    let a = act(
-        &app,
-        id,
-        json!({"action": "downtime", "reason": "disk errors"}),
-    )
-    .await;
+    let a = app
+        .act(id, json!({"action": "downtime", "reason": "disk errors"}))
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["node"]["state"], "downtime");
     let downtime = &a.body["node"]["data"]["downtime"];
@@ -53,7 +45,9 @@ async fn a_node_in_downtime_is_never_handed_out(backend: Backend) {
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.detail(), "can't reserve nodes: quantity=1 pool='solo'");
     // A second downtime changes nothing and keeps the first record.
-    let again = act(&app, id, json!({"action": "downtime", "reason": "other"})).await;
+    let again = app
+        .act(id, json!({"action": "downtime", "reason": "other"}))
+        .await;
     assert_eq!(again.status, 200);
     assert_eq!(
         again.body["node"]["data"]["downtime"]["reason"],
@@ -71,12 +65,9 @@ async fn a_node_in_downtime_is_never_handed_out(backend: Backend) {
     assert_ne!(granted.body["session"]["nodes"][0]["id"], id);
 
     // Recovered, it is ready again in its pool.
-    let a = act(
-        &app,
-        id,
-        json!({"action": "recover", "reason": "disk replaced"}),
-    )
-    .await;
+    let a = app
+        .act(id, json!({"action": "recover", "reason": "disk replaced"}))
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["node"]["state"], "ready");
     assert!(a.body["node"]["data"].get("downtime").is_none());
@@ -98,12 +89,9 @@ async fn a_held_node_in_downtime_stays_out_of_the_cycle(backend: Backend) {
     assert_eq!(s.status, 201);
     let sid = s.session_id();
     let id = s.body["session"]["nodes"][0]["id"].as_i64().unwrap();
-    assert_eq!(
-        act(&app, id, json!({"action": "downtime"})).await.status,
-        200
-    );
+    assert_eq!(app.act(id, json!({"action": "downtime"})).await.status, 200);
     // Held: the tenant's to give back, not the admin's to move.
-    let a = act(&app, id, json!({"action": "deprovision"})).await;
+    let a = app.act(id, json!({"action": "deprovision"})).await;
     assert_eq!(a.status, 409, "{}", a.text);
     assert_eq!(
         a.detail(),
@@ -117,7 +105,7 @@ async fn a_held_node_in_downtime_stays_out_of_the_cycle(backend: Backend) {
     assert_eq!((report.done, report.failed), (0, 0));
     assert_eq!(app.node_ids("state=downtime").await, [id]);
     // Back to deployed with no session: the deprovisioning job takes it.
-    let a = act(&app, id, json!({"action": "recover"})).await;
+    let a = app.act(id, json!({"action": "recover"})).await;
     assert_eq!(a.body["node"]["state"], "deployed");
     assert_eq!(app.deprovision().await.done, 1);
     let a = app
@@ -133,7 +121,9 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
     let (a_id, b_id) = (ready[0], ready[1]);
 
     // A ready node cannot be forgotten; a failed one can.
-    let a = act(&app, a_id, json!({"action": "retire", "reason": "x"})).await;
+    let a = app
+        .act(a_id, json!({"action": "retire", "reason": "x"}))
+        .await;
     assert_eq!(a.status, 409, "{}", a.text);
     app.exec_at(
         "UPDATE nodes SET state = 'failed', pool = NULL, state_changed_at = $1 WHERE id = $2",
@@ -142,7 +132,7 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
     )
     .await;
     // A failed node outside any pool needs the pool to provision it in.
-    let a = act(&app, a_id, json!({"action": "provision"})).await;
+    let a = app.act(a_id, json!({"action": "provision"})).await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert_eq!(
         a.detail(),
@@ -150,23 +140,23 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
             "node {a_id} is in no pool: name the pool whose mechanism should run"
         ))
     );
-    let a = act(
-        &app,
-        a_id,
-        json!({"action": "provision", "pool": "nope", "reason": "r"}),
-    )
-    .await;
+    let a = app
+        .act(
+            a_id,
+            json!({"action": "provision", "pool": "nope", "reason": "r"}),
+        )
+        .await;
     assert_eq!(a.status, 422);
     assert_eq!(
         a.detail(),
         &json!("pool 'nope' is not a configured concrete pool")
     );
-    let a = act(
-        &app,
-        a_id,
-        json!({"action": "provision", "pool": "pool-b", "reason": "reinstall"}),
-    )
-    .await;
+    let a = app
+        .act(
+            a_id,
+            json!({"action": "provision", "pool": "pool-b", "reason": "reinstall"}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["node"]["state"], "provisioning");
     assert_eq!(a.body["node"]["pool"], "pool-b");
@@ -191,12 +181,9 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
     assert_eq!(log["from"], "failed");
 
     // Deprovisioning a ready node: the pool loses it (non-reusable: done) and refills.
-    let a = act(
-        &app,
-        b_id,
-        json!({"action": "deprovision", "reason": "recycle"}),
-    )
-    .await;
+    let a = app
+        .act(b_id, json!({"action": "deprovision", "reason": "recycle"}))
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert!(
         app.eventually_count(
@@ -220,16 +207,13 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
         )
         .await;
     let m = reg.body["node"]["id"].as_i64().unwrap();
-    let a = act(
-        &app,
-        m,
-        json!({"action": "retire", "reason": "decommissioned"}),
-    )
-    .await;
+    let a = app
+        .act(m, json!({"action": "retire", "reason": "decommissioned"}))
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["node"]["state"], "done");
     assert_eq!(a.body["node"]["active"], false);
-    let a = act(&app, m, json!({"action": "recover"})).await;
+    let a = app.act(m, json!({"action": "recover"})).await;
     assert_eq!(a.status, 409);
     assert_eq!(
         a.detail(),
@@ -240,11 +224,11 @@ async fn admins_retire_and_rerun_nodes(backend: Backend) {
 async fn node_actions_refuse_bad_requests(backend: Backend) {
     let app = spawn_app(backend).await;
     let id = app.node_ids("state=ready").await[0];
-    let a = act(&app, id, json!({"action": "bogus"})).await;
+    let a = app.act(id, json!({"action": "bogus"})).await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert_eq!(a.body["detail"][0]["type"], "enum");
     assert_eq!(a.body["detail"][0]["loc"], json!(["body", "action"]));
-    let a = act(&app, id, json!({"reason": 5})).await;
+    let a = app.act(id, json!({"reason": 5})).await;
     assert_eq!(a.status, 422);
     let kinds: Vec<&str> = a.body["detail"]
         .as_array()
@@ -263,7 +247,7 @@ async fn node_actions_refuse_bad_requests(backend: Backend) {
         .await;
     assert_eq!(a.status, 422);
     assert_eq!(a.body["detail"][0]["type"], "json_invalid");
-    let a = act(&app, 999_999, json!({"action": "downtime"})).await;
+    let a = app.act(999_999, json!({"action": "downtime"})).await;
     assert_eq!(
         (a.status.as_u16(), a.body.clone()),
         (404, json!({"detail": "Not Found"}))
@@ -277,7 +261,7 @@ async fn node_actions_refuse_bad_requests(backend: Backend) {
         .await;
     assert_eq!(a.status, 422);
     assert_eq!(a.body["detail"][0]["loc"], json!(["path", "id"]));
-    let a = act(&app, id, json!({"action": "recover"})).await;
+    let a = app.act(id, json!({"action": "recover"})).await;
     assert_eq!(a.status, 409);
     assert_eq!(
         a.detail(),
@@ -545,7 +529,53 @@ async fn only_admins_may_operate(backend: Backend) {
     assert_eq!(s.body["service"]["paused"], Value::Null);
 }
 
+/// A noop pool whose runs take a while, so that two overlap.
+const SLOW: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+nodepools:
+  concrete:
+    slow:
+      mechanism: {type: noop, noop: {delay: 500ms}}
+      fill-level: 1
+"#;
+
+async fn a_late_run_never_overwrites_a_newer_action(backend: Backend) {
+    let app = spawn_app_config(backend, SLOW).await;
+    let id = app.node_ids("state=ready&pool=slow").await[0];
+    // Two provisioning runs overlap: the first is still going when the second is asked for.
+    let a = app
+        .act(id, json!({"action": "provision", "reason": "first"}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = app
+        .act(id, json!({"action": "provision", "reason": "second"}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(
+        app.eventually_count(
+            10,
+            "SELECT COUNT(*) FROM nodes WHERE pool = 'slow' AND state = 'ready'",
+            1
+        )
+        .await
+    );
+    // Both runs are over well after this; only the second one's outcome may stand.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let node = app
+        .get(&format!("/api/v1/nodes/{id}"), app.admin_auth())
+        .await;
+    assert_eq!(node.body["node"]["state"], "ready");
+    let reasons: Vec<&str> = node.body["node"]["data"]["admin_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["first", "second"], "{}", node.text);
+}
+
 both_backends!(
+    a_late_run_never_overwrites_a_newer_action,
     a_node_in_downtime_is_never_handed_out,
     a_held_node_in_downtime_stays_out_of_the_cycle,
     admins_retire_and_rerun_nodes,

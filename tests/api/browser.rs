@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{Auth, Backend, TestApp, spawn_app_config};
 use crate::system;
@@ -266,27 +266,10 @@ async fn stage(app: &TestApp) {
             .status,
         201
     );
-    let nodes = app
-        .get(
-            "/api/v1/nodes?state=ready&pool=virt-centos-8s-x86_64",
-            Auth::None,
-        )
-        .await;
-    let id = nodes.body["nodes"][0]["id"].as_i64().unwrap();
-    let a = app
-        .put(
-            &format!("/api/v1/nodes/{id}"),
-            app.admin_auth(),
-            &json!({"action": "downtime", "reason": "fan failure"}),
-        )
-        .await;
-    assert_eq!(a.status, 200);
-    let a = app
-        .put(
-            "/api/v1/pools/virt-centos-8s-x86_64",
-            app.admin_auth(),
-            &json!({"paused": true, "reason": "hypervisor maintenance"}),
-        )
-        .await;
-    assert_eq!(a.status, 200);
+    app.take_down_and_pause(
+        "virt-centos-8s-x86_64",
+        "fan failure",
+        "hypervisor maintenance",
+    )
+    .await;
 }

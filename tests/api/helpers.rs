@@ -433,6 +433,34 @@ impl TestApp {
             .collect()
     }
 
+    /// An admin's `PUT /api/v1/nodes/{id}` (downtime, recover, retire, …).
+    pub async fn act(&self, id: i64, body: Value) -> Answer {
+        self.put(&format!("/api/v1/nodes/{id}"), self.admin_auth(), &body)
+            .await
+    }
+
+    /// The trouble the status page shows: the first ready node of `pool` taken down, then
+    /// the pool paused, both by the admin; returns the node's id.
+    pub async fn take_down_and_pause(&self, pool: &str, downtime: &str, pause: &str) -> i64 {
+        let id = self.node_ids(&format!("state=ready&pool={pool}")).await[0];
+        let a = self
+            .act(
+                id,
+                serde_json::json!({"action": "downtime", "reason": downtime}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let a = self
+            .put(
+                &format!("/api/v1/pools/{pool}"),
+                self.admin_auth(),
+                &serde_json::json!({"paused": true, "reason": pause}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        id
+    }
+
     /// Requests a session of `quantity` nodes of `pool`.
     pub async fn request_session(&self, auth: Auth<'_>, pool: &str, quantity: i64) -> Answer {
         self.post(

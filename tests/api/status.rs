@@ -1,7 +1,5 @@
 //! `GET /`: the status page, as HTML (the browser tests look at it rendered).
 
-use serde_json::json;
-
 use crate::both_backends;
 use crate::helpers::{Auth, Backend, spawn_app_config};
 
@@ -22,24 +20,13 @@ async fn the_status_page_shows_pools_sessions_and_trouble(backend: Backend) {
             .status,
         201
     );
-    let nodes = app
-        .get("/api/v1/nodes?state=ready&pool=virt", Auth::None)
-        .await;
-    let id = nodes.body["nodes"][0]["id"].as_i64().unwrap();
-    let a = app
-        .put(
-            &format!("/api/v1/nodes/{id}"),
-            app.admin_auth(),
-            &json!({"action": "downtime", "reason": "<script>alert(1)</script> & more"}),
+    let id = app
+        .take_down_and_pause(
+            "virt",
+            "<script>alert(1)</script> & more",
+            "hypervisor upgrade",
         )
         .await;
-    assert_eq!(a.status, 200);
-    app.put(
-        "/api/v1/pools/virt",
-        app.admin_auth(),
-        &json!({"paused": true, "reason": "hypervisor upgrade"}),
-    )
-    .await;
 
     let page = app.get("/", Auth::None).await;
     assert_eq!(page.status, 200);

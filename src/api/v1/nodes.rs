@@ -10,7 +10,7 @@ use warp::reply::Response;
 use serde_json::Value;
 
 use crate::api::error::ApiError;
-use crate::api::validate::{self, FieldError, Issue, Query};
+use crate::api::validate::{self, FieldError, Query};
 use crate::api::wire::docs;
 use crate::api::wire::{HeldNodeOut, NodeOut, envelope};
 use crate::api::{State, auth, auth_header, body, json, raw_query, reply, with_state};
@@ -91,7 +91,7 @@ pub async fn list_nodes(
             Ok(s) => states.push(s),
             Err(_) => errors.push(validate::query_error(
                 "state",
-                Issue::new("enum", format!("Input should be one of {}", state_names())),
+                validate::not_one_of(&NodeState::ALL.map(NodeState::as_str)),
                 name,
             )),
         }
@@ -102,15 +102,6 @@ pub async fn list_nodes(
     let nodes = state.engine.nodes_where(&states, query.get("pool")).await?;
     let out: Vec<NodeOut> = nodes.iter().map(NodeOut::new).collect();
     Ok(json(StatusCode::OK, &envelope("get", "nodes", out)))
-}
-
-/// Every node state, quoted, for error messages.
-fn state_names() -> String {
-    NodeState::ALL
-        .iter()
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Acts on a node (admins only): `{"action": "downtime"|"recover"|"retire"|"provision"|
