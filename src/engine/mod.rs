@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod backoff;
 pub mod error;
+mod handouts;
 pub mod jobs;
 pub mod lifecycle;
 pub mod nodes;
@@ -48,6 +49,7 @@ pub struct Engine {
     runs: TaskTracker,
     metrics: Arc<Metrics>,
     recent_errors: recent::RecentErrors,
+    handouts: handouts::Handouts,
 }
 
 /// The engine cannot start with this configuration.
@@ -155,6 +157,7 @@ impl Engine {
         let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
         let backoff =
             backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
+        let handouts = handouts::Handouts::new(db.clone(), Arc::clone(&config), defaults.clone());
         Ok(Engine {
             db,
             config,
@@ -167,6 +170,7 @@ impl Engine {
             runs: TaskTracker::new(),
             metrics: Arc::new(Metrics::new()),
             recent_errors: recent::RecentErrors::default(),
+            handouts,
         })
     }
 
@@ -223,17 +227,7 @@ impl Engine {
 
     /// A tenant's quota and lifetimes, its own or the defaults.
     pub fn effective(&self, tenant: &Tenant) -> Effective {
-        Effective {
-            node_quota: tenant
-                .node_quota
-                .unwrap_or(i64::from(self.defaults.node_quota)),
-            session_lifetime: tenant
-                .session_lifetime
-                .map_or(self.defaults.session_lifetime, seconds),
-            session_lifetime_max: tenant
-                .session_lifetime_max
-                .map_or(self.defaults.session_lifetime_max, seconds),
-        }
+        handouts::effective(&self.defaults, tenant)
     }
 }
 

@@ -7,15 +7,16 @@
 use std::collections::HashMap;
 
 use chrono::{NaiveDateTime, TimeDelta};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::handouts::{Target, hand_out, record_hand_out};
 use super::lifecycle::{error_entry, mark_failed};
 use super::{Engine, EngineError};
 use crate::metrics::SessionOutcome;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
-use crate::store::{self, JsonObject, Tx};
+use crate::store::{self, Tx};
 
 /// One line of a session request: so many nodes of one pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub struct NodesSpec {
 
 impl NodesSpec {
     /// The spec as stored in `data` (`{"quantity": …, "pool": …}`, the original's key order).
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({"quantity": self.quantity, "pool": self.pool})
     }
 }
@@ -62,14 +63,6 @@ pub struct SessionView {
     pub tenant: Tenant,
     /// Its nodes as they are now, in id order.
     pub nodes: Vec<Node>,
-}
-
-/// Whom a session is for, decided before the reservation reads the tenant under its lock.
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    id: i64,
-    /// An admin acting for another tenant (`tenant_id`): problems with that tenant are 422s.
-    for_other: bool,
 }
 
 /// Who the session is for: the requester, or (admins only) the tenant named.
@@ -153,91 +146,26 @@ impl Engine {
         })
     }
 
-    /// The one transaction of a request: quota, session row, node claims. Nodes end
-    /// `deployed`, or `contextualizing` when some pool of the request pushes SSH keys. The
-    /// tenant row is read again under its lock: a retire or a quota change that committed
-    /// since authentication counts.
+    /// Quota, session row and node claims, in one write transaction that parallel
+    /// requests share (see [`super::handouts`]). Nodes end `deployed`, or
+    /// `contextualizing` when some pool of the request pushes SSH keys. The tenant row is
+    /// read again under its lock: a retire or a quota change that committed since
+    /// authentication counts.
     async fn reserve(
         &self,
         target: Target,
         specs: &[NodesSpec],
         needs_context: bool,
     ) -> Result<(Tenant, Session, Vec<Node>), EngineError> {
-        let now = store::now();
-        let requested: i64 = specs.iter().map(|s| s.quantity).sum();
         // Read beside the write transaction (a reader, not the writer): a pause that
         // commits while a request is already in flight does not stop that request.
         let pools: Vec<&str> = specs.iter().map(|s| s.pool.as_str()).collect();
         if let Some(pause) = store::pauses::blocking(self.db(), &pools).await?.first() {
             return Err(EngineError::Paused(super::admin::paused_detail(pause)));
         }
-        let mut tx = self.db().begin().await?;
-        let tenant = store::tenants::lock_by_id(&mut tx, target.id).await?;
-        let tenant = match (tenant, target.for_other) {
-            (Some(t), _) if t.is_active() => t,
-            (Some(t), true) => {
-                return Err(EngineError::Unprocessable(format!(
-                    "tenant '{}' isn't active",
-                    t.name
-                )));
-            }
-            (None, true) => {
-                return Err(EngineError::Unprocessable(format!(
-                    "can't find tenant with id {}",
-                    target.id
-                )));
-            }
-            // The requester itself was retired since it authenticated.
-            (_, false) => return Err(EngineError::Forbidden("Forbidden".into())),
-        };
-        let effective = self.effective(&tenant);
-        // Lifetimes are bounded when set; the fallback only guards against overflow.
-        let expires_at = now
-            .checked_add_signed(effective.session_lifetime)
-            .unwrap_or(NaiveDateTime::MAX);
-        let expires_at = Some(store::truncate(expires_at));
-        if !tenant.is_admin {
-            let current = store::sessions::count_active_nodes(&mut tx, tenant.id).await?;
-            if requested + current > effective.node_quota {
-                return Err(EngineError::QuotaExceeded {
-                    requested,
-                    current,
-                    quota: effective.node_quota,
-                });
-            }
-        }
-        let mut data = Map::new();
-        data.insert(
-            "nodes_specs".into(),
-            Value::Array(specs.iter().map(NodesSpec::to_json).collect()),
-        );
-        let session =
-            store::sessions::insert(&mut tx, tenant.id, now, expires_at, &JsonObject(data)).await?;
-        let state = if needs_context {
-            NodeState::Contextualizing
-        } else {
-            NodeState::Deployed
-        };
-        let mut nodes = Vec::new();
-        for spec in specs {
-            let claimed = if self.concrete_pool(&spec.pool).is_some() {
-                self.claim(&mut tx, session.id, spec, spec.quantity, state, now)
-                    .await?
-            } else {
-                Vec::new()
-            };
-            if (claimed.len() as i64) < spec.quantity {
-                // Dropping the transaction rolls everything back: no session, no claim.
-                return Err(EngineError::CantReserve {
-                    quantity: spec.quantity,
-                    pool: spec.pool.clone(),
-                });
-            }
-            nodes.extend(claimed);
-        }
-        tx.commit().await?;
-        nodes.sort_by_key(|n| n.id);
-        Ok((tenant, session, nodes))
+        self.handouts
+            .request(target, specs.to_vec(), needs_context)
+            .await
     }
 
     /// Claims up to `quantity` ready nodes of a spec's pool for a session.
@@ -252,14 +180,8 @@ impl Engine {
     ) -> Result<Vec<Node>, EngineError> {
         let mut claimed = store::nodes::claim_ready(tx, &spec.pool, quantity).await?;
         for node in &mut claimed {
-            node.data.0.insert("nodes_spec".into(), spec.to_json());
-            node.state = state;
-            node.state_changed_at = now;
-            if state == NodeState::Deployed {
-                node.used_count += 1;
-            }
-            store::nodes::save(tx, node, NodeState::Ready).await?;
-            store::sessions::link_node(tx, session_id, node.id, &spec.pool, &node.data).await?;
+            hand_out(node, spec, state, now);
+            record_hand_out(tx, session_id, &spec.pool, node).await?;
         }
         Ok(claimed)
     }
@@ -640,6 +562,7 @@ fn clamp_expiry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::JsonObject;
 
     fn session(created: NaiveDateTime, lifetime: TimeDelta) -> Session {
         Session {

@@ -58,6 +58,10 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The transaction a request shared with others (a group of hand-outs) failed; the
+    /// cause is logged once, by whoever ran it.
+    #[error("database error in a shared transaction: {0}")]
+    Shared(String),
     /// A JSON column held something that is not a JSON object.
     #[error("invalid JSON stored in {column}: {reason}")]
     CorruptJson {

@@ -126,8 +126,97 @@ async fn parallel_retires_and_requests_stay_consistent(backend: Backend) {
     assert_eq!(report.done, 20);
 }
 
+/// Requests that share a hand-out transaction still get all their nodes or none: two
+/// tenants with quotas ask in parallel for nodes of two pools at once, more than there are.
+async fn mixed_parallel_requests_get_all_or_nothing(backend: Backend) {
+    let app = spawn_app_config(backend, FIVE_READY).await;
+    let (_, key_a) = app.tenant("a", Some(9)).await;
+    let (_, key_b) = app.tenant("b", None).await;
+    let app = &app;
+    // Four requests of each kind: a asks for 3 big nodes (3 fit its quota); b asks for
+    // 2 big and 2 small (the 5 small nodes serve two of them) or for 2 big only.
+    let requests = (0..12).map(|i| {
+        let (auth, specs) = match i % 3 {
+            0 => (
+                Auth::Basic("a", &key_a),
+                json!([{"pool": "big", "quantity": 3}]),
+            ),
+            1 => (
+                Auth::Basic("b", &key_b),
+                json!([{"pool": "big", "quantity": 2}, {"pool": "small", "quantity": 2}]),
+            ),
+            _ => (
+                Auth::Basic("b", &key_b),
+                json!([{"pool": "big", "quantity": 2}]),
+            ),
+        };
+        let wanted: i64 = specs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["quantity"].as_i64().unwrap())
+            .sum();
+        async move {
+            let answer = app
+                .post("/api/v1/sessions", auth, &json!({"nodes_specs": specs}))
+                .await;
+            (i, wanted, answer)
+        }
+    });
+    let answers = join_all(requests).await;
+
+    let mut nodes = HashSet::new();
+    let (mut of_a, mut small_taken, mut granted) = (0, 0, 0);
+    for (i, wanted, answer) in &answers {
+        match answer.status.as_u16() {
+            201 => {
+                granted += 1;
+                let got = answer.body["session"]["nodes"].as_array().unwrap();
+                assert_eq!(got.len() as i64, *wanted, "request {i} got {got:?}");
+                for n in got {
+                    assert!(nodes.insert(n["id"].as_i64().unwrap()), "node {n} twice");
+                    small_taken += i64::from(n["pool"] == "small");
+                }
+                if i % 3 == 0 {
+                    of_a += got.len() as i64;
+                }
+            }
+            403 => assert_eq!(i % 3, 0, "only tenant a has a quota: {:?}", answer.body),
+            422 => assert!(
+                answer
+                    .detail()
+                    .as_str()
+                    .unwrap()
+                    .starts_with("can't reserve nodes"),
+                "{:?}",
+                answer.body
+            ),
+            other => panic!("request {i}: {other} {:?}", answer.body),
+        }
+    }
+    assert_eq!(of_a, 9, "tenant a holds {of_a} nodes with a quota of 9");
+    assert_eq!(small_taken, 4, "two requests got two small nodes each");
+    assert_eq!(granted, 3 + 2 + 4, "every request that fits was granted");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions").await,
+        granted,
+        "refused requests left no session"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions_nodes").await,
+        nodes.len() as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM nodes WHERE state = 'deployed'")
+            .await,
+        nodes.len() as i64,
+        "no node was claimed for a refused request"
+    );
+}
+
 both_backends!(
     fifty_requests_for_five_nodes,
     a_quota_holds_under_parallel_requests,
     parallel_retires_and_requests_stay_consistent,
+    mixed_parallel_requests_get_all_or_nothing,
 );

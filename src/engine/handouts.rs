@@ -1,0 +1,454 @@
+//! Hand-outs in groups: session requests that arrive together share one write transaction.
+//!
+//! Under load the cost of a hand-out is not the work but the round trips inside the
+//! transaction, during which SQLite's single writer (or PostgreSQL's lock on the tenant
+//! row) waits for everybody else. So requests queue up while a transaction runs, and the
+//! next transaction takes all of them: the tenants are locked and counted once, the ready
+//! nodes of each pool are read once, and one commit grants every request that fits.
+//!
+//! The rules are the ones of one request at a time, applied in arrival order: a request
+//! that exceeds its tenant's quota or finds too few ready nodes is refused and takes
+//! nothing, so the next request sees exactly what it would have seen had the refused one
+//! run and rolled back alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDateTime;
+use futures::FutureExt;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use super::sessions::NodesSpec;
+use super::{Effective, EngineError};
+use crate::config::{Config, Defaults};
+use crate::store::nodes::{Node, NodeState};
+use crate::store::sessions::Session;
+use crate::store::tenants::Tenant;
+use crate::store::{self, Db, JsonObject, Tx};
+
+/// The most requests one transaction takes: bounds how long the writer is held.
+const MAX_GROUP: usize = 64;
+
+/// Whom a session is for, decided before the hand-out reads the tenant under its lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    /// The tenant's id.
+    pub id: i64,
+    /// An admin acting for another tenant (`tenant_id`): problems with that tenant are 422s.
+    pub for_other: bool,
+}
+
+/// What a granted request gets: the tenant as locked, the new session, its nodes.
+pub(crate) type Granted = (Tenant, Session, Vec<Node>);
+
+/// One request waiting for a transaction.
+struct Pending {
+    target: Target,
+    specs: Vec<NodesSpec>,
+    /// Nodes end `contextualizing` instead of `deployed`.
+    needs_context: bool,
+    reply: oneshot::Sender<Result<Granted, EngineError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// A task is running transactions until the queue is empty.
+    draining: bool,
+}
+
+struct Inner {
+    db: Db,
+    config: Arc<Config>,
+    defaults: Defaults,
+    queue: Mutex<Queue>,
+}
+
+/// The hand-out queue of one engine.
+pub(crate) struct Handouts {
+    inner: Arc<Inner>,
+}
+
+/// A tenant's quota and lifetimes, its own or the defaults.
+pub(crate) fn effective(defaults: &Defaults, tenant: &Tenant) -> Effective {
+    Effective {
+        node_quota: tenant.node_quota.unwrap_or(i64::from(defaults.node_quota)),
+        session_lifetime: tenant
+            .session_lifetime
+            .map_or(defaults.session_lifetime, super::seconds),
+        session_lifetime_max: tenant
+            .session_lifetime_max
+            .map_or(defaults.session_lifetime_max, super::seconds),
+    }
+}
+
+/// Marks a ready node as handed out for `spec` (the store write follows).
+pub(crate) fn hand_out(node: &mut Node, spec: &NodesSpec, state: NodeState, now: NaiveDateTime) {
+    node.data.0.insert("nodes_spec".into(), spec.to_json());
+    node.state = state;
+    node.state_changed_at = now;
+    if state == NodeState::Deployed {
+        node.used_count += 1;
+    }
+}
+
+/// Writes a node just handed out and links it to its session, with a copy of its data.
+pub(crate) async fn record_hand_out(
+    tx: &mut Tx,
+    session_id: i64,
+    pool: &str,
+    node: &Node,
+) -> Result<bool, EngineError> {
+    let saved = store::nodes::save(tx, node, NodeState::Ready).await?;
+    if saved {
+        store::sessions::link_node(tx, session_id, node.id, pool, &node.data).await?;
+    }
+    Ok(saved)
+}
+
+impl Handouts {
+    /// A queue handing out nodes of the configured pools from `db`.
+    pub(crate) fn new(db: Db, config: Arc<Config>, defaults: Defaults) -> Handouts {
+        Handouts {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                defaults,
+                queue: Mutex::new(Queue::default()),
+            }),
+        }
+    }
+
+    /// Queues a request and waits for the transaction that decides it.
+    pub(crate) async fn request(
+        &self,
+        target: Target,
+        specs: Vec<NodesSpec>,
+        needs_context: bool,
+    ) -> Result<Granted, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+            queue.pending.push(Pending {
+                target,
+                specs,
+                needs_context,
+                reply,
+            });
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            // A task of its own: a request whose client goes away must not take the
+            // transaction of the others with it.
+            tokio::spawn(Arc::clone(&self.inner).drain());
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(EngineError::Unavailable(
+                "the hand-out transaction was interrupted".into(),
+            ))
+        })
+    }
+}
+
+fn poisoned() -> EngineError {
+    EngineError::Unavailable("the hand-out queue is unusable after a crash of its task".into())
+}
+
+impl Inner {
+    /// Runs transactions until no request is waiting.
+    async fn drain(self: Arc<Self>) {
+        loop {
+            let group = {
+                let Ok(mut queue) = self.queue.lock() else {
+                    return;
+                };
+                if queue.pending.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let take = queue.pending.len().min(MAX_GROUP);
+                queue.pending.drain(..take).collect::<Vec<_>>()
+            };
+            // Whoever gave up waiting does not need a session any more.
+            let group: Vec<Pending> = group.into_iter().filter(|p| !p.reply.is_closed()).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let requests: Vec<(Target, &[NodesSpec], bool)> = group
+                .iter()
+                .map(|p| (p.target, p.specs.as_slice(), p.needs_context))
+                .collect();
+            // A panic fails this group (its senders are dropped), not the queue.
+            let outcome = std::panic::AssertUnwindSafe(self.grant(&requests))
+                .catch_unwind()
+                .await;
+            drop(requests);
+            match outcome {
+                Ok(Ok(results)) => {
+                    for (pending, result) in group.into_iter().zip(results) {
+                        // A requester that went away meanwhile leaves its session to expire.
+                        let _ = pending.reply.send(result);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, requests = group.len(), "a hand-out transaction failed: {e}");
+                    let text = e.to_string();
+                    for pending in group {
+                        let _ =
+                            pending
+                                .reply
+                                .send(Err(EngineError::Store(store::StoreError::Shared(
+                                    text.clone(),
+                                ))));
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(
+                        requests = group.len(),
+                        "a hand-out transaction panicked; its requests failed"
+                    );
+                }
+            }
+        }
+    }
+
+    fn concrete(&self, pool: &str) -> bool {
+        self.config
+            .nodepools
+            .get(pool)
+            .is_some_and(|p| !p.is_abstract)
+    }
+
+    /// The transaction of a group: one answer per request, in order. An `Err` is a
+    /// database failure, and nothing of the group was granted.
+    async fn grant(
+        &self,
+        requests: &[(Target, &[NodesSpec], bool)],
+    ) -> Result<Vec<Result<Granted, EngineError>>, EngineError> {
+        let now = store::now();
+        let mut tx = self.db.begin().await?;
+        // Tenants in id order, so that two groups (or processes) never wait on each other.
+        let mut tenants: BTreeMap<i64, Option<(Tenant, i64)>> =
+            requests.iter().map(|(t, _, _)| (t.id, None)).collect();
+        for (id, slot) in tenants.iter_mut() {
+            if let Some(tenant) = store::tenants::lock_by_id(&mut tx, *id).await? {
+                let held = if tenant.is_active() && !tenant.is_admin {
+                    store::sessions::count_active_nodes(&mut tx, *id).await?
+                } else {
+                    0
+                };
+                *slot = Some((tenant, held));
+            }
+        }
+        // The ready nodes every request of the group could want, least used first.
+        let mut wanted: HashMap<&str, i64> = HashMap::new();
+        for (_, specs, _) in requests {
+            for spec in specs.iter().filter(|s| self.concrete(&s.pool)) {
+                *wanted.entry(spec.pool.as_str()).or_default() += spec.quantity;
+            }
+        }
+        let mut ready: HashMap<&str, (Vec<Node>, usize)> = HashMap::new();
+        for (pool, quantity) in wanted {
+            let nodes = store::nodes::claim_ready(&mut tx, pool, quantity).await?;
+            ready.insert(pool, (nodes, 0));
+        }
+        let mut answers = Vec::with_capacity(requests.len());
+        for (target, specs, needs_context) in requests {
+            let slot = tenants.get_mut(&target.id).and_then(Option::as_mut);
+            let answer = match decide(*target, slot.as_ref().map(|(t, _)| t)) {
+                Err(e) => Err(e),
+                Ok(tenant) => {
+                    let tenant = tenant.clone();
+                    let limit = effective(&self.defaults, &tenant);
+                    let requested: i64 = specs.iter().map(|s| s.quantity).sum();
+                    let held = slot.as_ref().map_or(0, |(_, held)| *held);
+                    if !tenant.is_admin && requested + held > limit.node_quota {
+                        Err(EngineError::QuotaExceeded {
+                            requested,
+                            current: held,
+                            quota: limit.node_quota,
+                        })
+                    } else {
+                        match take(&mut ready, specs) {
+                            Err(e) => Err(e),
+                            Ok(taken) => {
+                                if let Some((_, held)) = slot {
+                                    *held += requested;
+                                }
+                                Ok((tenant, limit, taken))
+                            }
+                        }
+                    }
+                }
+            };
+            answers.push(answer.map(|(tenant, limit, taken)| {
+                let state = if *needs_context {
+                    NodeState::Contextualizing
+                } else {
+                    NodeState::Deployed
+                };
+                (tenant, limit, taken, state)
+            }));
+        }
+        // Only now the writes, for the requests granted.
+        let mut results = Vec::with_capacity(answers.len());
+        for ((_, specs, _), answer) in requests.iter().zip(answers) {
+            let (tenant, limit, taken, state) = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            // Lifetimes are bounded when set; the fallback only guards against overflow.
+            let expires_at = now
+                .checked_add_signed(limit.session_lifetime)
+                .unwrap_or(NaiveDateTime::MAX);
+            let mut data = Map::new();
+            data.insert(
+                "nodes_specs".into(),
+                Value::Array(specs.iter().map(NodesSpec::to_json).collect()),
+            );
+            let session = store::sessions::insert(
+                &mut tx,
+                tenant.id,
+                now,
+                Some(store::truncate(expires_at)),
+                &JsonObject(data),
+            )
+            .await?;
+            let mut nodes = Vec::with_capacity(taken.len());
+            for (spec, mut node) in taken {
+                hand_out(&mut node, spec, state, now);
+                if !record_hand_out(&mut tx, session.id, &spec.pool, &node).await? {
+                    // Read in this transaction and under the writer (SQLite) or a row lock
+                    // (PostgreSQL): the node cannot have moved.
+                    return Err(EngineError::Unavailable(format!(
+                        "node {} changed during its hand-out",
+                        node.id
+                    )));
+                }
+                nodes.push(node);
+            }
+            nodes.sort_by_key(|n| n.id);
+            results.push(Ok((tenant, session, nodes)));
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+}
+
+/// The tenant a request is for, if it may get a session.
+fn decide(target: Target, tenant: Option<&Tenant>) -> Result<&Tenant, EngineError> {
+    match (tenant, target.for_other) {
+        (Some(t), _) if t.is_active() => Ok(t),
+        (Some(t), true) => Err(EngineError::Unprocessable(format!(
+            "tenant '{}' isn't active",
+            t.name
+        ))),
+        (None, true) => Err(EngineError::Unprocessable(format!(
+            "can't find tenant with id {}",
+            target.id
+        ))),
+        // The requester itself was retired since it authenticated.
+        (_, false) => Err(EngineError::Forbidden("Forbidden".into())),
+    }
+}
+
+/// Takes every spec's nodes from the group's ready lists, or nothing when some spec finds
+/// too few (those nodes stay for the next request).
+fn take<'s>(
+    ready: &mut HashMap<&str, (Vec<Node>, usize)>,
+    specs: &'s [NodesSpec],
+) -> Result<Vec<(&'s NodesSpec, Node)>, EngineError> {
+    let before: Vec<(String, usize)> = ready
+        .iter()
+        .map(|(p, (_, at))| (p.to_string(), *at))
+        .collect();
+    let mut taken = Vec::new();
+    for spec in specs {
+        let available = ready.get_mut(spec.pool.as_str());
+        let quantity = usize::try_from(spec.quantity).unwrap_or(0);
+        let enough = available
+            .as_ref()
+            .is_some_and(|(nodes, at)| nodes.len() - at >= quantity);
+        match available {
+            Some((nodes, at)) if enough => {
+                taken.extend(nodes[*at..*at + quantity].iter().map(|n| (spec, n.clone())));
+                *at += quantity;
+            }
+            _ => {
+                for (pool, at) in before {
+                    if let Some((_, cursor)) = ready.get_mut(pool.as_str()) {
+                        *cursor = at;
+                    }
+                }
+                return Err(EngineError::CantReserve {
+                    quantity: spec.quantity,
+                    pool: spec.pool.clone(),
+                });
+            }
+        }
+    }
+    Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(pool: &str, ids: std::ops::Range<i64>) -> (Vec<Node>, usize) {
+        let now = store::now();
+        let nodes = ids
+            .map(|id| Node {
+                id,
+                created_at: now,
+                retired_at: None,
+                hostname: Some(format!("n{id}")),
+                ipaddr: None,
+                state: NodeState::Ready,
+                comment: None,
+                pool: Some(pool.to_owned()),
+                reusable: false,
+                data: JsonObject::default(),
+                used_count: 0,
+                state_changed_at: now,
+            })
+            .collect();
+        (nodes, 0)
+    }
+
+    fn spec(pool: &str, quantity: i64) -> NodesSpec {
+        NodesSpec {
+            pool: pool.to_owned(),
+            quantity,
+        }
+    }
+
+    fn ids(taken: &[(&NodesSpec, Node)]) -> Vec<i64> {
+        taken.iter().map(|(_, n)| n.id).collect()
+    }
+
+    #[test]
+    fn a_refused_request_leaves_its_nodes_to_the_next() {
+        let mut lists = HashMap::from([("a", ready("a", 1..5)), ("b", ready("b", 10..11))]);
+        let first = [spec("a", 1)];
+        assert_eq!(ids(&take(&mut lists, &first).unwrap()), [1]);
+        // 2 of a would fit, 2 of b do not: the request takes nothing.
+        let greedy = [spec("a", 2), spec("b", 2)];
+        let refused = take(&mut lists, &greedy).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "can't reserve nodes: quantity=2 pool='b'"
+        );
+        let next = [spec("a", 2), spec("b", 1)];
+        assert_eq!(ids(&take(&mut lists, &next).unwrap()), [2, 3, 10]);
+        // Two specs of one pool take different nodes.
+        let twice = [spec("a", 1), spec("a", 1)];
+        assert!(take(&mut lists, &twice).is_err(), "only node 4 is left");
+        assert_eq!(ids(&take(&mut lists, &first).unwrap()), [4]);
+        let unknown = [spec("c", 1)];
+        assert!(take(&mut lists, &unknown).is_err());
+    }
+}
