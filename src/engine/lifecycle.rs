@@ -50,6 +50,19 @@ pub struct ProvisionReport {
 }
 
 impl ProvisionReport {
+    /// Counts how one node's provisioning ended.
+    fn count(&mut self, outcome: Result<NodeState, EngineError>, pool: &str) {
+        match outcome {
+            Ok(NodeState::Ready) => self.ready += 1,
+            Ok(NodeState::Failed) => self.failed += 1,
+            Ok(_) => self.dropped += 1,
+            Err(e) => {
+                self.dropped += 1;
+                tracing::error!(pool.name = %pool, error = %e, "pool {pool}: recording a provisioning result failed: {e}");
+            }
+        }
+    }
+
     /// The sum of two reports.
     pub fn plus(&self, other: &ProvisionReport) -> ProvisionReport {
         ProvisionReport {
@@ -393,23 +406,19 @@ impl Engine {
         };
         let mut report = ProvisionReport::default();
         let mut entries = entries.into_iter();
+        let mut delivered = Vec::new();
         for node in batch.nodes {
-            let entry = entries.next();
-            let outcome = match entry {
+            let outcome = match entries.next() {
                 Some(Value::Object(entry)) if valid_ipaddr(&entry).is_some() => {
-                    self.provisioned(node, entry).await
+                    delivered.push(self.delivered(node, entry).await);
+                    continue;
                 }
                 _ => self.not_provisioned(node).await.map(|()| NodeState::Unused),
             };
-            match outcome {
-                Ok(NodeState::Ready) => report.ready += 1,
-                Ok(NodeState::Failed) => report.failed += 1,
-                Ok(_) => report.dropped += 1,
-                Err(e) => {
-                    report.dropped += 1;
-                    tracing::error!(pool.name = %batch.pool, error = %e, "pool {}: recording a provisioning result failed: {e}", batch.pool);
-                }
-            }
+            report.count(outcome, &batch.pool);
+        }
+        for outcome in self.record_ready(delivered).await {
+            report.count(outcome, &batch.pool);
         }
         if report.ready > 0 {
             tracing::info!(pool.name = %batch.pool, nodes.ready = report.ready, nodes.dropped = report.dropped, nodes.failed = report.failed, "pool {}: {} node(s) ready", batch.pool, report.ready);
@@ -438,24 +447,75 @@ impl Engine {
         }
     }
 
-    /// Makes a node ready with what the mechanism returned for it.
-    async fn provisioned(
-        &self,
-        mut node: Node,
-        entry: Map<String, Value>,
-    ) -> Result<NodeState, EngineError> {
+    /// A node as it is once ready with what the mechanism returned for it, and when its run
+    /// claimed it.
+    async fn delivered(&self, mut node: Node, entry: Map<String, Value>) -> (Node, NaiveDateTime) {
         let ipaddr = valid_ipaddr(&entry).unwrap_or_default().to_owned();
         let hostname = match entry.get("hostname").and_then(Value::as_str) {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => reverse_dns(&ipaddr).await.unwrap_or_else(|| ipaddr.clone()),
         };
         let claimed_at = node.state_changed_at;
-        let now = store::now();
         node.state = NodeState::Ready;
         node.hostname = Some(hostname);
         node.ipaddr = Some(ipaddr);
         node.data.0.insert("provision".into(), Value::Object(entry));
-        node.state_changed_at = now;
+        node.state_changed_at = store::now();
+        (node, claimed_at)
+    }
+
+    /// Makes the delivered nodes of a run ready, in one transaction. When an address or
+    /// host name clashes with a live node, the run's nodes are saved one at a time instead,
+    /// so that only the clashing ones fail.
+    async fn record_ready(
+        &self,
+        delivered: Vec<(Node, NaiveDateTime)>,
+    ) -> Vec<Result<NodeState, EngineError>> {
+        if delivered.is_empty() {
+            return Vec::new();
+        }
+        let together = async {
+            let mut tx = self.db().begin().await?;
+            let mut states = Vec::with_capacity(delivered.len());
+            for (node, claimed_at) in &delivered {
+                let saved =
+                    store::nodes::save_claimed(&mut tx, node, NodeState::Provisioning, *claimed_at)
+                        .await?;
+                // A deadline, a restart or an admin took the node meanwhile.
+                states.push(if saved {
+                    NodeState::Ready
+                } else {
+                    NodeState::Failed
+                });
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(states)
+        };
+        match together.await {
+            Ok(states) => states.into_iter().map(Ok).collect(),
+            Err(StoreError::Duplicate { .. }) => {
+                let mut outcomes = Vec::with_capacity(delivered.len());
+                for (node, claimed_at) in delivered {
+                    outcomes.push(self.provisioned(node, claimed_at).await);
+                }
+                outcomes
+            }
+            Err(e) => {
+                let text = e.to_string();
+                delivered
+                    .iter()
+                    .map(|_| Err(StoreError::Shared(text.clone()).into()))
+                    .collect()
+            }
+        }
+    }
+
+    /// Makes one delivered node ready, or failed when its address or host name is taken.
+    async fn provisioned(
+        &self,
+        mut node: Node,
+        claimed_at: NaiveDateTime,
+    ) -> Result<NodeState, EngineError> {
         let mut tx = self.db().begin().await?;
         match store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await
         {
@@ -470,7 +530,7 @@ impl Engine {
                 let detail =
                     format!("provisioning returned a {field} that a live node already has");
                 tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {detail}", node.id);
-                mark_failed(&mut node, &detail, now);
+                mark_failed(&mut node, &detail, store::now());
                 let mut tx = self.db().begin().await?;
                 store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at)
                     .await?;
