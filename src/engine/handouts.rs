@@ -12,13 +12,13 @@
 //! run and rolled back alone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use futures::FutureExt;
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
 
+use super::group::{GroupOutcome, Grouped};
 use super::sessions::NodesSpec;
 use super::{Effective, EngineError};
 use crate::config::{Config, Defaults};
@@ -42,32 +42,25 @@ pub(crate) struct Target {
 /// What a granted request gets: the tenant as locked, the new session, its nodes.
 pub(crate) type Granted = (Tenant, Session, Vec<Node>);
 
-/// One request waiting for a transaction.
-struct Pending {
-    target: Target,
-    specs: Vec<NodesSpec>,
+/// One session request.
+pub(crate) struct Request {
+    /// Whom the session is for.
+    pub target: Target,
+    /// What it asks for.
+    pub specs: Vec<NodesSpec>,
     /// Nodes end `contextualizing` instead of `deployed`.
-    needs_context: bool,
-    reply: oneshot::Sender<Result<Granted, EngineError>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    pending: Vec<Pending>,
-    /// A task is running transactions until the queue is empty.
-    draining: bool,
+    pub needs_context: bool,
 }
 
 struct Inner {
-    db: Db,
     config: Arc<Config>,
     defaults: Defaults,
-    queue: Mutex<Queue>,
+    db: Db,
 }
 
 /// The hand-out queue of one engine.
 pub(crate) struct Handouts {
-    inner: Arc<Inner>,
+    queue: Grouped<Request, Granted>,
 }
 
 /// A tenant's quota and lifetimes, its own or the defaults.
@@ -110,109 +103,25 @@ pub(crate) async fn record_hand_out(
 impl Handouts {
     /// A queue handing out nodes of the configured pools from `db`.
     pub(crate) fn new(db: Db, config: Arc<Config>, defaults: Defaults) -> Handouts {
-        Handouts {
-            inner: Arc::new(Inner {
-                db,
-                config,
-                defaults,
-                queue: Mutex::new(Queue::default()),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            config,
+            defaults,
+            db,
+        });
+        let queue = Grouped::new("hand-out", MAX_GROUP, move |requests: Vec<Request>| {
+            let inner = Arc::clone(&inner);
+            async move { inner.grant(&requests).await }.boxed()
+        });
+        Handouts { queue }
     }
 
     /// Queues a request and waits for the transaction that decides it.
-    pub(crate) async fn request(
-        &self,
-        target: Target,
-        specs: Vec<NodesSpec>,
-        needs_context: bool,
-    ) -> Result<Granted, EngineError> {
-        let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-            queue.pending.push(Pending {
-                target,
-                specs,
-                needs_context,
-                reply,
-            });
-            !std::mem::replace(&mut queue.draining, true)
-        };
-        if start {
-            // A task of its own: a request whose client goes away must not take the
-            // transaction of the others with it.
-            tokio::spawn(Arc::clone(&self.inner).drain());
-        }
-        answer.await.unwrap_or_else(|_| {
-            Err(EngineError::Unavailable(
-                "the hand-out transaction was interrupted".into(),
-            ))
-        })
+    pub(crate) async fn request(&self, request: Request) -> Result<Granted, EngineError> {
+        self.queue.request(request).await
     }
-}
-
-fn poisoned() -> EngineError {
-    EngineError::Unavailable("the hand-out queue is unusable after a crash of its task".into())
 }
 
 impl Inner {
-    /// Runs transactions until no request is waiting.
-    async fn drain(self: Arc<Self>) {
-        loop {
-            let group = {
-                let Ok(mut queue) = self.queue.lock() else {
-                    return;
-                };
-                if queue.pending.is_empty() {
-                    queue.draining = false;
-                    return;
-                }
-                let take = queue.pending.len().min(MAX_GROUP);
-                queue.pending.drain(..take).collect::<Vec<_>>()
-            };
-            // Whoever gave up waiting does not need a session any more.
-            let group: Vec<Pending> = group.into_iter().filter(|p| !p.reply.is_closed()).collect();
-            if group.is_empty() {
-                continue;
-            }
-            let requests: Vec<(Target, &[NodesSpec], bool)> = group
-                .iter()
-                .map(|p| (p.target, p.specs.as_slice(), p.needs_context))
-                .collect();
-            // A panic fails this group (its senders are dropped), not the queue.
-            let outcome = std::panic::AssertUnwindSafe(self.grant(&requests))
-                .catch_unwind()
-                .await;
-            drop(requests);
-            match outcome {
-                Ok(Ok(results)) => {
-                    for (pending, result) in group.into_iter().zip(results) {
-                        // A requester that went away meanwhile leaves its session to expire.
-                        let _ = pending.reply.send(result);
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, requests = group.len(), "a hand-out transaction failed: {e}");
-                    let text = e.to_string();
-                    for pending in group {
-                        let _ =
-                            pending
-                                .reply
-                                .send(Err(EngineError::Store(store::StoreError::Shared(
-                                    text.clone(),
-                                ))));
-                    }
-                }
-                Err(_) => {
-                    tracing::error!(
-                        requests = group.len(),
-                        "a hand-out transaction panicked; its requests failed"
-                    );
-                }
-            }
-        }
-    }
-
     fn concrete(&self, pool: &str) -> bool {
         self.config
             .nodepools
@@ -222,15 +131,12 @@ impl Inner {
 
     /// The transaction of a group: one answer per request, in order. An `Err` is a
     /// database failure, and nothing of the group was granted.
-    async fn grant(
-        &self,
-        requests: &[(Target, &[NodesSpec], bool)],
-    ) -> Result<Vec<Result<Granted, EngineError>>, EngineError> {
+    async fn grant(&self, requests: &[Request]) -> GroupOutcome<Granted> {
         let now = store::now();
         let mut tx = self.db.begin().await?;
         // Tenants in id order, so that two groups (or processes) never wait on each other.
         let mut tenants: BTreeMap<i64, Option<(Tenant, i64)>> =
-            requests.iter().map(|(t, _, _)| (t.id, None)).collect();
+            requests.iter().map(|r| (r.target.id, None)).collect();
         for (id, slot) in tenants.iter_mut() {
             if let Some(tenant) = store::tenants::lock_by_id(&mut tx, *id).await? {
                 let held = if tenant.is_active() && !tenant.is_admin {
@@ -243,8 +149,8 @@ impl Inner {
         }
         // The ready nodes every request of the group could want, least used first.
         let mut wanted: HashMap<&str, i64> = HashMap::new();
-        for (_, specs, _) in requests {
-            for spec in specs.iter().filter(|s| self.concrete(&s.pool)) {
+        for request in requests {
+            for spec in request.specs.iter().filter(|s| self.concrete(&s.pool)) {
                 *wanted.entry(spec.pool.as_str()).or_default() += spec.quantity;
             }
         }
@@ -254,7 +160,12 @@ impl Inner {
             ready.insert(pool, (nodes, 0));
         }
         let mut answers = Vec::with_capacity(requests.len());
-        for (target, specs, needs_context) in requests {
+        for Request {
+            target,
+            specs,
+            needs_context,
+        } in requests
+        {
             let slot = tenants.get_mut(&target.id).and_then(Option::as_mut);
             let answer = match decide(*target, slot.as_ref().map(|(t, _)| t)) {
                 Err(e) => Err(e),
@@ -293,7 +204,7 @@ impl Inner {
         }
         // Only now the writes, for the requests granted.
         let mut results = Vec::with_capacity(answers.len());
-        for ((_, specs, _), answer) in requests.iter().zip(answers) {
+        for (Request { specs, .. }, answer) in requests.iter().zip(answers) {
             let (tenant, limit, taken, state) = match answer {
                 Ok(a) => a,
                 Err(e) => {

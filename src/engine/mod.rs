@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod backoff;
 pub mod error;
+mod group;
 mod handouts;
 pub mod jobs;
 pub mod lifecycle;
@@ -30,8 +31,8 @@ use crate::config::{Config, Defaults};
 use crate::contextualize::Contextualizer;
 use crate::mechanisms::Mechanisms;
 use crate::metrics::Metrics;
-use crate::store::Db;
 use crate::store::tenants::Tenant;
+use crate::store::{self, Db};
 
 pub use auth::{AuthError, Authenticator, Credentials};
 pub use error::EngineError;
@@ -50,6 +51,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     recent_errors: recent::RecentErrors,
     handouts: handouts::Handouts,
+    retires: group::Grouped<(i64, Option<i64>), Option<store::sessions::Session>>,
 }
 
 /// The engine cannot start with this configuration.
@@ -157,6 +159,7 @@ impl Engine {
         let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
         let backoff =
             backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
+        let db_for_retires = db.clone();
         let handouts = handouts::Handouts::new(db.clone(), Arc::clone(&config), defaults.clone());
         Ok(Engine {
             db,
@@ -171,6 +174,7 @@ impl Engine {
             metrics: Arc::new(Metrics::new()),
             recent_errors: recent::RecentErrors::default(),
             handouts,
+            retires: sessions::retire_queue(db_for_retires),
         })
     }
 

@@ -4,19 +4,22 @@
 //! write transaction (serialized per tenant), so parallel requests can neither exceed a
 //! quota nor share a node (`deviations.md` D#13).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use futures::FutureExt;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::{Value, json};
 
-use super::handouts::{Target, hand_out, record_hand_out};
+use super::group::Grouped;
+use super::handouts::{Request, Target, hand_out, record_hand_out};
 use super::lifecycle::{error_entry, mark_failed};
 use super::{Engine, EngineError};
 use crate::metrics::SessionOutcome;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
-use crate::store::{self, Tx};
+use crate::store::{self, Db, Tx};
 
 /// One line of a session request: so many nodes of one pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,42 @@ fn session_tenant(requester: &Tenant, tenant_id: Option<i64>) -> Result<Target, 
             "can't create session for other tenant".into(),
         )),
     }
+}
+
+/// The most retires one statement takes.
+const MAX_RETIRE_GROUP: usize = 64;
+
+/// The queue of plain retires (`(session id, holder)`): those that arrive together are
+/// done by one statement. A session asked for twice in a group is retired for the first
+/// request only; the second finds it retired, as it would one after the other.
+pub(crate) fn retire_queue(db: Db) -> Grouped<(i64, Option<i64>), Option<Session>> {
+    Grouped::new(
+        "retire",
+        MAX_RETIRE_GROUP,
+        move |wanted: Vec<(i64, Option<i64>)>| {
+            let db = db.clone();
+            async move {
+                let mut seen = HashSet::new();
+                let first: Vec<bool> = wanted.iter().map(|(id, _)| seen.insert(*id)).collect();
+                let distinct: Vec<(i64, Option<i64>)> = wanted
+                    .iter()
+                    .zip(&first)
+                    .filter(|(_, first)| **first)
+                    .map(|(w, _)| *w)
+                    .collect();
+                let retired =
+                    store::sessions::retire_all_if_held(&db, &distinct, store::now()).await?;
+                let mut by_id: HashMap<i64, Session> =
+                    retired.into_iter().map(|s| (s.id, s)).collect();
+                Ok(wanted
+                    .iter()
+                    .zip(first)
+                    .map(|((id, _), first)| Ok(if first { by_id.remove(id) } else { None }))
+                    .collect())
+            }
+            .boxed()
+        },
+    )
 }
 
 /// Detail of `data.error` on a node a tenant reported broken (`/Node/fail`).
@@ -164,7 +203,11 @@ impl Engine {
             return Err(EngineError::Paused(super::admin::paused_detail(pause)));
         }
         self.handouts
-            .request(target, specs.to_vec(), needs_context)
+            .request(Request {
+                target,
+                specs: specs.to_vec(),
+                needs_context,
+            })
             .await
     }
 
@@ -430,9 +473,7 @@ impl Engine {
         id: i64,
     ) -> Result<Option<SessionView>, EngineError> {
         let holder = (!requester.is_admin).then_some(requester.id);
-        let Some(session) =
-            store::sessions::retire_if_held(self.db(), id, holder, store::now()).await?
-        else {
+        let Some(session) = self.retires.request((id, holder)).await? else {
             return Ok(None);
         };
         self.wakers().deprovision.notify_one();

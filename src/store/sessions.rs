@@ -182,22 +182,41 @@ pub async fn save(tx: &mut Tx, session: &Session) -> Result<Session, StoreError>
         .await)?)
 }
 
-/// Retires an active session in one statement, if `tenant_id` holds it (any tenant's
-/// when `None`); `None` when it does not apply, and the caller finds out why.
-pub async fn retire_if_held(
+/// Retires, in one statement, the sessions of `wanted` (`(id, holder)`) that are active
+/// and held by `holder` (by anyone when `None`): a group of retires costs one round trip.
+/// Returns the sessions retired, in no particular order.
+pub async fn retire_all_if_held(
     db: &Db,
-    id: i64,
-    tenant_id: Option<i64>,
+    wanted: &[(i64, Option<i64>)],
     now: NaiveDateTime,
-) -> Result<Option<Session>, StoreError> {
-    const SQL: &str = "UPDATE sessions SET retired_at = $2 WHERE id = $1 \
-        AND retired_at IS NULL AND ($3 IS NULL OR tenant_id = $3) RETURNING *";
-    Ok(on_writer!(db, c => sqlx::query_as(SQL)
-        .bind(id)
-        .bind(now)
-        .bind(tenant_id)
-        .fetch_optional(c)
-        .await)?)
+) -> Result<Vec<Session>, StoreError> {
+    // The pairs travel as one JSON array; RETURNING may only name the updated table.
+    const SQLITE: &str = "UPDATE sessions SET retired_at = $1 FROM (SELECT \
+            json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS holder \
+            FROM json_each($2)) AS w \
+        WHERE sessions.id = w.id AND sessions.retired_at IS NULL \
+        AND (w.holder IS NULL OR w.holder = sessions.tenant_id) RETURNING *";
+    const POSTGRES: &str = "UPDATE sessions s SET retired_at = $1 \
+        FROM jsonb_array_elements($2::jsonb) AS w(pair) \
+        WHERE s.id = (w.pair->>0)::bigint AND s.retired_at IS NULL \
+        AND ((w.pair->>1) IS NULL OR (w.pair->>1)::bigint = s.tenant_id) RETURNING s.*";
+    let pairs = serde_json::to_string(wanted).unwrap_or_else(|_| "[]".to_owned());
+    Ok(match db {
+        Db::Sqlite { writer, .. } => {
+            sqlx::query_as(SQLITE)
+                .bind(now)
+                .bind(pairs)
+                .fetch_all(writer)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_as(POSTGRES)
+                .bind(now)
+                .bind(pairs)
+                .fetch_all(pool)
+                .await?
+        }
+    })
 }
 
 /// Makes every active session of a tenant expire at `when` (retiring a tenant).
