@@ -1,15 +1,11 @@
-//! Hand-outs in groups: session requests that arrive together share one write transaction.
+//! The hand-out transaction: quota, session rows and node claims for a group of session
+//! requests that arrived together (queued by [`super::group`]).
 //!
-//! Under load the cost of a hand-out is not the work but the round trips inside the
-//! transaction, during which SQLite's single writer (or PostgreSQL's lock on the tenant
-//! row) waits for everybody else. So requests queue up while a transaction runs, and the
-//! next transaction takes all of them: the tenants are locked and counted once, the ready
-//! nodes of each pool are read once, and one commit grants every request that fits.
-//!
-//! The rules are the ones of one request at a time, applied in arrival order: a request
-//! that exceeds its tenant's quota or finds too few ready nodes is refused and takes
-//! nothing, so the next request sees exactly what it would have seen had the refused one
-//! run and rolled back alone.
+//! The tenants are locked and counted once, the ready nodes of each pool are read once,
+//! and one commit grants every request that fits. The rules are the ones of one request at
+//! a time, applied in arrival order: a request that exceeds its tenant's quota or finds too
+//! few ready nodes is refused and takes nothing, so the next request sees exactly what it
+//! would have seen had the refused one run and rolled back alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -52,28 +48,17 @@ pub(crate) struct Request {
     pub needs_context: bool,
 }
 
+/// A request the group grants: its tenant as locked, the tenant's values, the nodes taken.
+struct Decision<'r> {
+    tenant: Tenant,
+    limit: Effective,
+    taken: Vec<(&'r NodesSpec, Node)>,
+}
+
 struct Inner {
     config: Arc<Config>,
     defaults: Defaults,
     db: Db,
-}
-
-/// The hand-out queue of one engine.
-pub(crate) struct Handouts {
-    queue: Grouped<Request, Granted>,
-}
-
-/// A tenant's quota and lifetimes, its own or the defaults.
-pub(crate) fn effective(defaults: &Defaults, tenant: &Tenant) -> Effective {
-    Effective {
-        node_quota: tenant.node_quota.unwrap_or(i64::from(defaults.node_quota)),
-        session_lifetime: tenant
-            .session_lifetime
-            .map_or(defaults.session_lifetime, super::seconds),
-        session_lifetime_max: tenant
-            .session_lifetime_max
-            .map_or(defaults.session_lifetime_max, super::seconds),
-    }
 }
 
 /// Marks a ready node as handed out for `spec` (the store write follows).
@@ -100,28 +85,21 @@ pub(crate) async fn record_hand_out(
     Ok(saved)
 }
 
-impl Handouts {
-    /// A queue handing out nodes of the configured pools from `db`.
-    pub(crate) fn new(db: Db, config: Arc<Config>, defaults: Defaults) -> Handouts {
-        let inner = Arc::new(Inner {
-            config,
-            defaults,
-            db,
-        });
-        let queue = Grouped::new("hand-out", MAX_GROUP, move |requests: Vec<Request>| {
-            let inner = Arc::clone(&inner);
-            async move { inner.grant(&requests).await }.boxed()
-        });
-        Handouts { queue }
-    }
-
-    /// Queues a request and waits for the transaction that decides it.
-    pub(crate) async fn request(&self, request: Request) -> Result<Granted, EngineError> {
-        self.queue.request(request).await
-    }
+/// The hand-out queue of an engine, granting nodes of the configured pools from `db`.
+pub(crate) fn queue(db: Db, config: Arc<Config>, defaults: Defaults) -> Grouped<Request, Granted> {
+    let inner = Arc::new(Inner {
+        config,
+        defaults,
+        db,
+    });
+    Grouped::new("hand-out", MAX_GROUP, move |requests: Vec<Request>| {
+        let inner = Arc::clone(&inner);
+        async move { inner.grant(&requests).await }.boxed()
+    })
 }
 
 impl Inner {
+    /// Whether nodes can be taken from this pool (configured and not abstract).
     fn concrete(&self, pool: &str) -> bool {
         self.config
             .nodepools
@@ -159,58 +137,28 @@ impl Inner {
             let nodes = store::nodes::claim_ready(&mut tx, pool, quantity).await?;
             ready.insert(pool, (nodes, 0));
         }
-        let mut answers = Vec::with_capacity(requests.len());
-        for Request {
-            target,
-            specs,
-            needs_context,
-        } in requests
-        {
-            let slot = tenants.get_mut(&target.id).and_then(Option::as_mut);
-            let answer = match decide(*target, slot.as_ref().map(|(t, _)| t)) {
-                Err(e) => Err(e),
-                Ok(tenant) => {
-                    let tenant = tenant.clone();
-                    let limit = effective(&self.defaults, &tenant);
-                    let requested: i64 = specs.iter().map(|s| s.quantity).sum();
-                    let held = slot.as_ref().map_or(0, |(_, held)| *held);
-                    if !tenant.is_admin && requested + held > limit.node_quota {
-                        Err(EngineError::QuotaExceeded {
-                            requested,
-                            current: held,
-                            quota: limit.node_quota,
-                        })
-                    } else {
-                        match take(&mut ready, specs) {
-                            Err(e) => Err(e),
-                            Ok(taken) => {
-                                if let Some((_, held)) = slot {
-                                    *held += requested;
-                                }
-                                Ok((tenant, limit, taken))
-                            }
-                        }
-                    }
-                }
-            };
-            answers.push(answer.map(|(tenant, limit, taken)| {
-                let state = if *needs_context {
-                    NodeState::Contextualizing
-                } else {
-                    NodeState::Deployed
-                };
-                (tenant, limit, taken, state)
-            }));
-        }
+        let decisions: Vec<_> = requests
+            .iter()
+            .map(|request| self.decide(request, &mut tenants, &mut ready))
+            .collect();
         // Only now the writes, for the requests granted.
-        let mut results = Vec::with_capacity(answers.len());
-        for (Request { specs, .. }, answer) in requests.iter().zip(answers) {
-            let (tenant, limit, taken, state) = match answer {
-                Ok(a) => a,
+        let mut results = Vec::with_capacity(requests.len());
+        for (request, decision) in requests.iter().zip(decisions) {
+            let Decision {
+                tenant,
+                limit,
+                taken,
+            } = match decision {
+                Ok(granted) => granted,
                 Err(e) => {
                     results.push(Err(e));
                     continue;
                 }
+            };
+            let state = if request.needs_context {
+                NodeState::Contextualizing
+            } else {
+                NodeState::Deployed
             };
             // Lifetimes are bounded when set; the fallback only guards against overflow.
             let expires_at = now
@@ -219,7 +167,7 @@ impl Inner {
             let mut data = Map::new();
             data.insert(
                 "nodes_specs".into(),
-                Value::Array(specs.iter().map(NodesSpec::to_json).collect()),
+                Value::Array(request.specs.iter().map(NodesSpec::to_json).collect()),
             );
             let session = store::sessions::insert(
                 &mut tx,
@@ -248,22 +196,48 @@ impl Inner {
         tx.commit().await?;
         Ok(results)
     }
+
+    /// Decides one request of a group against what the requests before it left: its
+    /// tenant, quota and nodes. A granted request counts towards its tenant's holding.
+    fn decide<'r>(
+        &self,
+        request: &'r Request,
+        tenants: &mut BTreeMap<i64, Option<(Tenant, i64)>>,
+        ready: &mut HashMap<&str, (Vec<Node>, usize)>,
+    ) -> Result<Decision<'r>, EngineError> {
+        let slot = tenants.get_mut(&request.target.id).and_then(Option::as_mut);
+        let (tenant, held) = match slot {
+            Some((tenant, held)) if tenant.is_active() => (tenant, held),
+            other => return Err(refusal(request.target, other.map(|(t, _)| &*t))),
+        };
+        let limit = Effective::of(&self.defaults, tenant);
+        let requested: i64 = request.specs.iter().map(|s| s.quantity).sum();
+        if !tenant.is_admin && requested + *held > limit.node_quota {
+            return Err(EngineError::QuotaExceeded {
+                requested,
+                current: *held,
+                quota: limit.node_quota,
+            });
+        }
+        let taken = take(ready, &request.specs)?;
+        *held += requested;
+        Ok(Decision {
+            tenant: tenant.clone(),
+            limit,
+            taken,
+        })
+    }
 }
 
-/// The tenant a request is for, if it may get a session.
-fn decide(target: Target, tenant: Option<&Tenant>) -> Result<&Tenant, EngineError> {
+/// Why a request's tenant may not get a session: it is retired or unknown.
+fn refusal(target: Target, tenant: Option<&Tenant>) -> EngineError {
     match (tenant, target.for_other) {
-        (Some(t), _) if t.is_active() => Ok(t),
-        (Some(t), true) => Err(EngineError::Unprocessable(format!(
-            "tenant '{}' isn't active",
-            t.name
-        ))),
-        (None, true) => Err(EngineError::Unprocessable(format!(
-            "can't find tenant with id {}",
-            target.id
-        ))),
+        (Some(t), true) => EngineError::Unprocessable(format!("tenant '{}' isn't active", t.name)),
+        (None, true) => {
+            EngineError::Unprocessable(format!("can't find tenant with id {}", target.id))
+        }
         // The requester itself was retired since it authenticated.
-        (_, false) => Err(EngineError::Forbidden("Forbidden".into())),
+        (_, false) => EngineError::Forbidden("Forbidden".into()),
     }
 }
 
@@ -273,33 +247,27 @@ fn take<'s>(
     ready: &mut HashMap<&str, (Vec<Node>, usize)>,
     specs: &'s [NodesSpec],
 ) -> Result<Vec<(&'s NodesSpec, Node)>, EngineError> {
-    let before: Vec<(String, usize)> = ready
-        .iter()
-        .map(|(p, (_, at))| (p.to_string(), *at))
-        .collect();
+    // First check, spec by spec as they would be claimed, then take.
+    let mut needed: HashMap<&str, usize> = HashMap::new();
+    for spec in specs {
+        let need = needed.entry(spec.pool.as_str()).or_default();
+        *need += usize::try_from(spec.quantity).unwrap_or(0);
+        let left = ready
+            .get(spec.pool.as_str())
+            .map_or(0, |(nodes, at)| nodes.len() - at);
+        if *need > left {
+            return Err(EngineError::CantReserve {
+                quantity: spec.quantity,
+                pool: spec.pool.clone(),
+            });
+        }
+    }
     let mut taken = Vec::new();
     for spec in specs {
-        let available = ready.get_mut(spec.pool.as_str());
-        let quantity = usize::try_from(spec.quantity).unwrap_or(0);
-        let enough = available
-            .as_ref()
-            .is_some_and(|(nodes, at)| nodes.len() - at >= quantity);
-        match available {
-            Some((nodes, at)) if enough => {
-                taken.extend(nodes[*at..*at + quantity].iter().map(|n| (spec, n.clone())));
-                *at += quantity;
-            }
-            _ => {
-                for (pool, at) in before {
-                    if let Some((_, cursor)) = ready.get_mut(pool.as_str()) {
-                        *cursor = at;
-                    }
-                }
-                return Err(EngineError::CantReserve {
-                    quantity: spec.quantity,
-                    pool: spec.pool.clone(),
-                });
-            }
+        if let Some((nodes, at)) = ready.get_mut(spec.pool.as_str()) {
+            let quantity = usize::try_from(spec.quantity).unwrap_or(0);
+            taken.extend(nodes[*at..*at + quantity].iter().map(|n| (spec, n.clone())));
+            *at += quantity;
         }
     }
     Ok(taken)

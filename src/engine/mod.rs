@@ -50,7 +50,7 @@ pub struct Engine {
     runs: TaskTracker,
     metrics: Arc<Metrics>,
     recent_errors: recent::RecentErrors,
-    handouts: handouts::Handouts,
+    handouts: group::Grouped<handouts::Request, handouts::Granted>,
     retires: group::Grouped<(i64, Option<i64>), Option<store::sessions::Session>>,
 }
 
@@ -135,6 +135,21 @@ pub struct Effective {
     pub session_lifetime_max: TimeDelta,
 }
 
+impl Effective {
+    /// A tenant's values: its own where set, else the `defaults` section's.
+    pub(crate) fn of(defaults: &Defaults, tenant: &Tenant) -> Effective {
+        Effective {
+            node_quota: tenant.node_quota.unwrap_or(i64::from(defaults.node_quota)),
+            session_lifetime: tenant
+                .session_lifetime
+                .map_or(defaults.session_lifetime, seconds),
+            session_lifetime_max: tenant
+                .session_lifetime_max
+                .map_or(defaults.session_lifetime_max, seconds),
+        }
+    }
+}
+
 /// Seconds as stored in the database, as a time delta.
 pub fn seconds(secs: f64) -> TimeDelta {
     // Float seconds from the database; microseconds are the finest unit we keep.
@@ -159,8 +174,8 @@ impl Engine {
         let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
         let backoff =
             backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
-        let db_for_retires = db.clone();
-        let handouts = handouts::Handouts::new(db.clone(), Arc::clone(&config), defaults.clone());
+        let handouts = handouts::queue(db.clone(), Arc::clone(&config), defaults.clone());
+        let retires = sessions::retire_queue(db.clone());
         Ok(Engine {
             db,
             config,
@@ -174,7 +189,7 @@ impl Engine {
             metrics: Arc::new(Metrics::new()),
             recent_errors: recent::RecentErrors::default(),
             handouts,
-            retires: sessions::retire_queue(db_for_retires),
+            retires,
         })
     }
 
@@ -231,7 +246,7 @@ impl Engine {
 
     /// A tenant's quota and lifetimes, its own or the defaults.
     pub fn effective(&self, tenant: &Tenant) -> Effective {
-        handouts::effective(&self.defaults, tenant)
+        Effective::of(&self.defaults, tenant)
     }
 }
 

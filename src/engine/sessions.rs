@@ -103,22 +103,18 @@ pub(crate) fn retire_queue(db: Db) -> Grouped<(i64, Option<i64>), Option<Session
             let db = db.clone();
             async move {
                 let mut seen = HashSet::new();
-                let first: Vec<bool> = wanted.iter().map(|(id, _)| seen.insert(*id)).collect();
                 let distinct: Vec<(i64, Option<i64>)> = wanted
                     .iter()
-                    .zip(&first)
-                    .filter(|(_, first)| **first)
-                    .map(|(w, _)| *w)
+                    .copied()
+                    .filter(|(id, _)| seen.insert(*id))
                     .collect();
                 let retired =
                     store::sessions::retire_all_if_held(&db, &distinct, store::now()).await?;
                 let mut by_id: HashMap<i64, Session> =
                     retired.into_iter().map(|s| (s.id, s)).collect();
-                Ok(wanted
-                    .iter()
-                    .zip(first)
-                    .map(|((id, _), first)| Ok(if first { by_id.remove(id) } else { None }))
-                    .collect())
+                // The first request for an id is the one in the statement: it takes the
+                // session, and a later one for the same id finds none.
+                Ok(wanted.iter().map(|(id, _)| Ok(by_id.remove(id))).collect())
             }
             .boxed()
         },
