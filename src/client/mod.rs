@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 
 pub use wire::{
     HeldNode, Node, NodeCommand, NodesSpec, PauseRequest, Pool, Session, SessionNode,
@@ -296,12 +296,12 @@ impl Client {
             });
         }
         let unreadable = |reason: String| ClientError::Unreadable { status, reason };
-        let mut envelope: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))?;
-        let value = envelope
-            .remove(field)
-            .ok_or_else(|| unreadable(format!("no '{field}' in the answer")))?;
-        serde_json::from_value(value).map_err(|e| unreadable(format!("'{field}': {e}")))
+        let mut input = serde_json::Deserializer::from_slice(&body);
+        let found = FieldOf::<T>::new(field)
+            .deserialize(&mut input)
+            .and_then(|found| input.end().map(|()| found))
+            .map_err(|e| unreadable(e.to_string()))?;
+        found.ok_or_else(|| unreadable(format!("no '{field}' in the answer")))
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
@@ -315,6 +315,53 @@ impl Client {
             Some(url) => format!("{url}: {cause}"),
             None => cause,
         })
+    }
+}
+
+/// Reads one field of an answer's envelope straight into `T`, skipping the others
+/// unparsed: a listing of thousands of nodes is never built as a `Value` first.
+struct FieldOf<'f, T> {
+    field: &'f str,
+    wanted: std::marker::PhantomData<T>,
+}
+
+impl<'f, T> FieldOf<'f, T> {
+    fn new(field: &'f str) -> Self {
+        FieldOf {
+            field,
+            wanted: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for FieldOf<'_, T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for FieldOf<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.field && found.is_none() {
+                found = Some(
+                    map.next_value::<T>()
+                        .map_err(|e| serde::de::Error::custom(format!("'{}': {e}", self.field)))?,
+                );
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -489,6 +536,29 @@ mod tests {
             detail_of(b"<html>bad gateway</html>"),
             "<html>bad gateway</html>"
         );
+    }
+
+    fn field<T: DeserializeOwned>(body: &str, name: &str) -> Result<Option<T>, String> {
+        let mut input = serde_json::Deserializer::from_str(body);
+        FieldOf::<T>::new(name)
+            .deserialize(&mut input)
+            .and_then(|found| input.end().map(|()| found))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_envelope_field_is_read_and_the_rest_skipped() {
+        let body = r#"{"action":"get","other":{"x":[1,{"y":null}]},"nodes":[{"id":3,"state":"ready","data":{"a":{"b":1}}}],"z\"q":1}"#;
+        let nodes: Vec<Node> = field(body, "nodes").unwrap().unwrap();
+        assert_eq!(
+            (nodes.len(), nodes[0].id, nodes[0].state.as_str()),
+            (1, 3, "ready")
+        );
+        assert!(field::<Vec<Node>>(body, "node").unwrap().is_none());
+        let wrong = field::<Vec<Node>>(r#"{"nodes":[{"id":"x"}]}"#, "nodes").unwrap_err();
+        assert!(wrong.starts_with("'nodes': "), "{wrong}");
+        assert!(field::<i64>(r#"{"n":1} trailing"#, "n").is_err());
+        assert!(field::<i64>("[1]", "n").is_err());
     }
 
     #[test]

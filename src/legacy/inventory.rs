@@ -2,10 +2,13 @@
 //! row (`legacy-v2.md` §5 f).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use reqwest::StatusCode as V3Status;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
+use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Response;
 
 use super::Legacy;
@@ -13,6 +16,43 @@ use super::answer::{V2Error, json_reply};
 use super::query::Params;
 use crate::client::{Auth, ClientError, Node, Session};
 use crate::engine::sessions::REPORTED_FAILED;
+
+/// The unkeyed inventory, shared by the requests that wait for the same fetch.
+///
+/// It lists every node, and when a hundred jobs ask at once each fetch would do the same
+/// work. A request may only use a fetch that *started after it arrived*, so it never sees
+/// a state older than its own arrival (a `/Node/get` that was answered before it is in
+/// it); requests that arrive while a fetch runs wait and share the next one. One fetch
+/// runs at a time. The fetch runs in the future of the request that leads it: if that
+/// request goes away, nothing is stored and the next waiter fetches.
+#[derive(Default)]
+pub struct FullInventory {
+    /// How many fetches have started.
+    started: AtomicU64,
+    /// The last fetch's number and its JSON body (or failure); the lock is held while a
+    /// fetch runs.
+    last: tokio::sync::Mutex<Option<(u64, Result<Bytes, ClientError>)>>,
+}
+
+impl FullInventory {
+    /// The body of a fetch that started after this call, running `fetch` when none has.
+    async fn get<F>(&self, fetch: F) -> Result<Bytes, ClientError>
+    where
+        F: AsyncFnOnce() -> Result<Bytes, ClientError>,
+    {
+        let arrived = self.started.load(Ordering::SeqCst);
+        let mut last = self.last.lock().await;
+        if let Some((number, result)) = last.as_ref()
+            && *number > arrived
+        {
+            return result.clone();
+        }
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let result = fetch().await;
+        *last = Some((number, result.clone()));
+        result
+    }
+}
 
 /// `/Inventory?key=K` or, without a key, `/Inventory`.
 pub async fn inventory(legacy: &Legacy, params: Params) -> Result<Response, V2Error> {
@@ -26,12 +66,28 @@ pub async fn inventory(legacy: &Legacy, params: Params) -> Result<Response, V2Er
             keyed_rows(sessions, |h| legacy.mangle(h))
         }
         None => {
-            let (nodes, sessions) = tokio::try_join!(
-                legacy.client.list_nodes(&Auth::Anonymous),
-                legacy.client.list_sessions(&Auth::Anonymous),
-            )
-            .map_err(refused)?;
-            full_rows(nodes, &sessions, |h| legacy.mangle(h))
+            let body = legacy
+                .inventory
+                .get(async || {
+                    let (nodes, sessions) = tokio::try_join!(
+                        legacy.client.list_nodes(&Auth::Anonymous),
+                        legacy.client.list_sessions(&Auth::Anonymous),
+                    )?;
+                    let rows = full_rows(nodes, &sessions, |h| legacy.mangle(h));
+                    serde_json::to_vec(&rows).map(Bytes::from).map_err(|e| {
+                        ClientError::Unreadable {
+                            status: V3Status::OK,
+                            reason: e.to_string(),
+                        }
+                    })
+                })
+                .await
+                .map_err(refused)?;
+            let mut response = Response::new(body.into());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Ok(response);
         }
     };
     Ok(json_reply(StatusCode::OK, &rows))
@@ -166,6 +222,61 @@ mod tests {
 
     fn short(h: &str) -> String {
         h.replace(".example.test", ".ex")
+    }
+
+    /// A fetch that counts itself and answers its number, after `gate` opens.
+    async fn counted(
+        runs: &std::sync::atomic::AtomicUsize,
+        gate: &tokio::sync::Semaphore,
+    ) -> Result<Bytes, ClientError> {
+        let number = runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let _open = gate.acquire().await;
+        Ok(Bytes::from(number.to_string()))
+    }
+
+    #[tokio::test]
+    async fn waiters_share_the_next_fetch_never_an_older_one() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
+        let shared = Arc::new(FullInventory::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let spawn = || {
+            let (shared, runs, gate) = (shared.clone(), runs.clone(), gate.clone());
+            tokio::spawn(async move { shared.get(async || counted(&runs, &gate).await).await })
+        };
+        let first = spawn();
+        for _ in 0..1000 {
+            if runs.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the first fetch started");
+        // These arrive while fetch 1 runs: they must not get its answer.
+        let later: Vec<_> = (0..5).map(|_| spawn()).collect();
+        gate.add_permits(100);
+        assert_eq!(first.await.unwrap().unwrap(), "1");
+        for waiter in later {
+            assert_eq!(waiter.await.unwrap().unwrap(), "2");
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "the five shared one fetch");
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_goes_away_leaves_the_fetch_to_the_next() {
+        let shared = FullInventory::default();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let closed = tokio::sync::Semaphore::new(0);
+        let gone = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            shared.get(async || counted(&runs, &closed).await),
+        )
+        .await;
+        assert!(gone.is_err(), "the leader was dropped mid-fetch");
+        let open = tokio::sync::Semaphore::new(1);
+        let body = shared.get(async || counted(&runs, &open).await).await;
+        assert_eq!(body.unwrap(), "2");
     }
 
     #[test]

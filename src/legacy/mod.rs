@@ -70,6 +70,8 @@ pub struct Legacy {
     pools: moka::future::Cache<String, Option<Option<i64>>>,
     /// Where v2 calls are counted (the server's own under `duffy serve --legacy`).
     metrics: Arc<Metrics>,
+    /// The unkeyed `/Inventory`, shared by requests that arrive together.
+    inventory: inventory::FullInventory,
 }
 
 const MANGLE: &str = "mangle_hostname";
@@ -100,6 +102,7 @@ impl Legacy {
                 .time_to_live(POOL_CACHE_TTL)
                 .build(),
             metrics: Arc::new(Metrics::new()),
+            inventory: inventory::FullInventory::default(),
         })
     }
 
