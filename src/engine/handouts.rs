@@ -18,8 +18,8 @@ use super::group::{GroupOutcome, Grouped};
 use super::sessions::NodesSpec;
 use super::{Effective, EngineError};
 use crate::config::{Config, Defaults};
-use crate::store::nodes::{Node, NodeState};
-use crate::store::sessions::Session;
+use crate::store::nodes::{Node, NodeState, Saving};
+use crate::store::sessions::{NewSession, Session};
 use crate::store::tenants::Tenant;
 use crate::store::{self, Db, JsonObject, Tx};
 
@@ -141,60 +141,95 @@ impl Inner {
             .iter()
             .map(|request| self.decide(request, &mut tenants, &mut ready))
             .collect();
-        // Only now the writes, for the requests granted.
-        let mut results = Vec::with_capacity(requests.len());
+        // Only now the writes, for the requests granted: one statement each for the
+        // sessions, the nodes and the links of the whole group.
+        let mut results: Vec<Option<Result<Granted, EngineError>>> = Vec::new();
+        let mut granted = Vec::new();
+        let mut new_sessions = Vec::new();
         for (request, decision) in requests.iter().zip(decisions) {
-            let Decision {
-                tenant,
-                limit,
-                taken,
-            } = match decision {
-                Ok(granted) => granted,
-                Err(e) => {
-                    results.push(Err(e));
-                    continue;
+            match decision {
+                Ok(decision) => {
+                    // Lifetimes are bounded when set; the fallback only guards against
+                    // overflow.
+                    let expires_at = now
+                        .checked_add_signed(decision.limit.session_lifetime)
+                        .unwrap_or(NaiveDateTime::MAX);
+                    let mut data = Map::new();
+                    data.insert(
+                        "nodes_specs".into(),
+                        Value::Array(request.specs.iter().map(NodesSpec::to_json).collect()),
+                    );
+                    new_sessions.push(NewSession {
+                        tenant_id: decision.tenant.id,
+                        expires_at: Some(store::truncate(expires_at)),
+                        data: JsonObject(data),
+                    });
+                    granted.push((results.len(), request, decision));
+                    results.push(None);
                 }
-            };
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let sessions = store::sessions::insert_all(&mut tx, now, &new_sessions).await?;
+        let mut handed = Vec::with_capacity(granted.len());
+        for ((at, request, decision), session) in granted.into_iter().zip(sessions) {
             let state = if request.needs_context {
                 NodeState::Contextualizing
             } else {
                 NodeState::Deployed
             };
-            // Lifetimes are bounded when set; the fallback only guards against overflow.
-            let expires_at = now
-                .checked_add_signed(limit.session_lifetime)
-                .unwrap_or(NaiveDateTime::MAX);
-            let mut data = Map::new();
-            data.insert(
-                "nodes_specs".into(),
-                Value::Array(request.specs.iter().map(NodesSpec::to_json).collect()),
-            );
-            let session = store::sessions::insert(
-                &mut tx,
-                tenant.id,
-                now,
-                Some(store::truncate(expires_at)),
-                &JsonObject(data),
-            )
-            .await?;
-            let mut nodes = Vec::with_capacity(taken.len());
-            for (spec, mut node) in taken {
-                hand_out(&mut node, spec, state, now);
-                if !record_hand_out(&mut tx, session.id, &spec.pool, &node).await? {
-                    // Read in this transaction and under the writer (SQLite) or a row lock
-                    // (PostgreSQL): the node cannot have moved.
-                    return Err(EngineError::Unavailable(format!(
-                        "node {} changed during its hand-out",
-                        node.id
-                    )));
-                }
-                nodes.push(node);
-            }
-            nodes.sort_by_key(|n| n.id);
-            results.push(Ok((tenant, session, nodes)));
+            let nodes: Vec<(&NodesSpec, Node)> = decision
+                .taken
+                .into_iter()
+                .map(|(spec, mut node)| {
+                    hand_out(&mut node, spec, state, now);
+                    (spec, node)
+                })
+                .collect();
+            handed.push((at, decision.tenant, session, nodes));
         }
+        let saving: Vec<Saving> = handed
+            .iter()
+            .flat_map(|(_, _, _, nodes)| nodes.iter())
+            .map(|(_, node)| Saving {
+                node,
+                expected: NodeState::Ready,
+                claimed_at: None,
+            })
+            .collect();
+        let saved = store::nodes::save_all(&mut tx, &saving).await?;
+        if saved.len() != saving.len() {
+            // Read in this transaction and under the writer (SQLite) or row locks
+            // (PostgreSQL): the nodes cannot have moved.
+            return Err(EngineError::Unavailable(
+                "a node changed during its hand-out".into(),
+            ));
+        }
+        let links: Vec<_> = handed
+            .iter()
+            .flat_map(|(_, _, session, nodes)| {
+                nodes
+                    .iter()
+                    .map(move |(spec, node)| (session.id, node.id, spec.pool.as_str(), &node.data))
+            })
+            .collect();
+        store::sessions::link_all(&mut tx, &links).await?;
         tx.commit().await?;
-        Ok(results)
+        for (at, tenant, session, nodes) in handed {
+            let mut nodes: Vec<Node> = nodes.into_iter().map(|(_, node)| node).collect();
+            nodes.sort_by_key(|n| n.id);
+            results[at] = Some(Ok((tenant, session, nodes)));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(EngineError::Unavailable(
+                        "a hand-out went unanswered".into(),
+                    ))
+                })
+            })
+            .collect())
     }
 
     /// Decides one request of a group against what the requests before it left: its

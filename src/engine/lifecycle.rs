@@ -12,10 +12,11 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
+use super::results::RunResult;
 use super::{Engine, EngineError, FillScope};
 use crate::config::Pool;
 use crate::mechanisms::{Deprovisioned, NodeInput};
-use crate::store::nodes::{Node, NodeState};
+use crate::store::nodes::{Node, NodeState, Saving};
 use crate::store::{self, StoreError};
 
 /// How many orphaned nodes one deprovision round claims.
@@ -226,10 +227,8 @@ impl Engine {
         let mut claimed = Vec::new();
         match &pool.reuse_nodes {
             None => {
-                for _ in 0..quantity {
-                    claimed
-                        .push(store::nodes::insert_provisioning(&mut tx, &pool.name, now).await?);
-                }
+                claimed =
+                    store::nodes::insert_provisioning(&mut tx, &pool.name, now, quantity).await?;
             }
             Some(wanted) => {
                 let wanted = match self.render_reuse_match(pool, wanted) {
@@ -474,26 +473,24 @@ impl Engine {
         if delivered.is_empty() {
             return Vec::new();
         }
-        let together = async {
-            let mut tx = self.db().begin().await?;
-            let mut states = Vec::with_capacity(delivered.len());
-            for (node, claimed_at) in &delivered {
-                let saved =
-                    store::nodes::save_claimed(&mut tx, node, NodeState::Provisioning, *claimed_at)
-                        .await?;
-                // A deadline, a restart or an admin took the node meanwhile.
-                states.push(if saved {
-                    NodeState::Ready
-                } else {
-                    NodeState::Failed
-                });
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(states)
-        };
-        match together.await {
-            Ok(states) => states.into_iter().map(Ok).collect(),
-            Err(StoreError::Duplicate { .. }) => {
+        let run = delivered
+            .iter()
+            .map(|(node, claimed_at)| RunResult {
+                node: node.clone(),
+                expected: NodeState::Provisioning,
+                claimed_at: *claimed_at,
+            })
+            .collect();
+        match self.run_results.request(run).await {
+            // A node not saved was taken meanwhile by a deadline, a restart or an admin.
+            Ok(saved) => delivered
+                .iter()
+                .map(|(node, _)| match saved.contains(&node.id) {
+                    true => Ok(NodeState::Ready),
+                    false => Ok(NodeState::Failed),
+                })
+                .collect(),
+            Err(EngineError::Store(StoreError::Duplicate { .. })) => {
                 let mut outcomes = Vec::with_capacity(delivered.len());
                 for (node, claimed_at) in delivered {
                     outcomes.push(self.provisioned(node, claimed_at).await);
@@ -569,24 +566,35 @@ impl Engine {
     pub async fn claim_deprovision(&self) -> Result<Vec<Batch>, EngineError> {
         let now = store::now();
         let mut tx = self.db().begin().await?;
-        let orphans = store::nodes::orphaned_deployed(&mut tx, DEPROVISION_BATCH).await?;
-        let mut claimed = Vec::with_capacity(orphans.len());
-        for mut node in orphans {
+        let mut orphans = store::nodes::orphaned_deployed(&mut tx, DEPROVISION_BATCH).await?;
+        let mut pools = Vec::with_capacity(orphans.len());
+        for node in &mut orphans {
             let pool = node
                 .pool
                 .clone()
                 .filter(|p| self.concrete_pool(p).is_some());
             match pool {
-                Some(_) => start_deprovisioning(&mut node, now),
-                None => fail_pool_not_found(&mut node, now),
+                Some(_) => start_deprovisioning(node, now),
+                None => fail_pool_not_found(node, now),
             }
-            if store::nodes::save(&mut tx, &node, NodeState::Deployed).await?
-                && let Some(pool) = pool
-            {
-                claimed.push((pool, node));
-            }
+            pools.push(pool);
         }
+        let saving: Vec<Saving> = orphans
+            .iter()
+            .map(|node| Saving {
+                node,
+                expected: NodeState::Deployed,
+                claimed_at: None,
+            })
+            .collect();
+        let saved = store::nodes::save_all(&mut tx, &saving).await?;
         tx.commit().await?;
+        let claimed = orphans
+            .into_iter()
+            .zip(pools)
+            .filter(|(node, _)| saved.contains(&node.id))
+            .filter_map(|(node, pool)| pool.map(|pool| (pool, node)))
+            .collect();
         Ok(self.runs_by_pool(claimed))
     }
 
@@ -708,12 +716,15 @@ impl Engine {
         &self,
         nodes: &[(Node, NaiveDateTime)],
     ) -> Result<(), EngineError> {
-        let mut tx = self.db().begin().await?;
-        for (node, claimed_at) in nodes {
-            store::nodes::save_claimed(&mut tx, node, NodeState::Deprovisioning, *claimed_at)
-                .await?;
-        }
-        tx.commit().await?;
+        let run = nodes
+            .iter()
+            .map(|(node, claimed_at)| RunResult {
+                node: node.clone(),
+                expected: NodeState::Deprovisioning,
+                claimed_at: *claimed_at,
+            })
+            .collect();
+        self.run_results.request(run).await?;
         Ok(())
     }
 }

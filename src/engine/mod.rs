@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod nodes;
 pub mod pools;
 pub mod recent;
+mod results;
 pub mod sessions;
 pub mod tenants;
 
@@ -52,6 +53,7 @@ pub struct Engine {
     recent_errors: recent::RecentErrors,
     handouts: group::Grouped<handouts::Request, handouts::Granted>,
     retires: group::Grouped<(i64, Option<i64>), Option<store::sessions::Session>>,
+    run_results: group::Grouped<Vec<results::RunResult>, Vec<i64>>,
 }
 
 /// The engine cannot start with this configuration.
@@ -176,6 +178,7 @@ impl Engine {
             backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
         let handouts = handouts::queue(db.clone(), Arc::clone(&config), defaults.clone());
         let retires = sessions::retire_queue(db.clone());
+        let run_results = results::queue(db.clone());
         Ok(Engine {
             db,
             config,
@@ -190,6 +193,7 @@ impl Engine {
             recent_errors: recent::RecentErrors::default(),
             handouts,
             retires,
+            run_results,
         })
     }
 

@@ -287,6 +287,13 @@ pub fn now() -> NaiveDateTime {
     truncate(Utc::now().naive_utc())
 }
 
+/// A timestamp as sqlx stores it in SQLite (and PostgreSQL reads as `timestamp`), for
+/// statements that take many rows as one JSON parameter: compared with stored values, it
+/// must be the very same text.
+pub fn db_time(t: NaiveDateTime) -> String {
+    t.format("%F %T%.f").to_string()
+}
+
 /// Truncates a timestamp to the microsecond precision the database keeps.
 pub fn truncate(t: NaiveDateTime) -> NaiveDateTime {
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)

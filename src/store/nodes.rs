@@ -290,6 +290,77 @@ pub async fn save_claimed(
     update(tx, SQL, node, expected, Some(claimed_at)).await
 }
 
+/// One node of a [`save_all`]: written only if still in `expected` (and, with
+/// `claimed_at`, in it since then), as [`save`] and [`save_claimed`] do for one node.
+#[derive(Debug, Clone, Copy)]
+pub struct Saving<'n> {
+    /// The node as it is to be stored.
+    pub node: &'n Node,
+    /// The state it must still be in.
+    pub expected: NodeState,
+    /// When its mechanism run claimed it, for a run's result.
+    pub claimed_at: Option<NaiveDateTime>,
+}
+
+/// Writes back many changed nodes in one statement, each under its own compare-and-set
+/// condition; returns the ids of those written. A group of hand-outs or a mechanism run's
+/// results costs one round trip to the database instead of one per node. A clash with a
+/// live node's hostname or address is `StoreError::Duplicate`, and then none is written.
+pub async fn save_all(tx: &mut Tx, nodes: &[Saving<'_>]) -> Result<Vec<i64>, StoreError> {
+    // Each node travels as a JSON array, its timestamps as the text sqlx stores.
+    const SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostname = w.hostname, \
+            ipaddr = w.ipaddr, state = w.state, comment = w.comment, pool = w.pool, \
+            reusable = w.reusable, data = w.data, used_count = w.used_count, \
+            state_changed_at = w.state_changed_at \
+        FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS retired_at, \
+            json_extract(value, '$[2]') AS hostname, json_extract(value, '$[3]') AS ipaddr, \
+            json_extract(value, '$[4]') AS state, json_extract(value, '$[5]') AS comment, \
+            json_extract(value, '$[6]') AS pool, json_extract(value, '$[7]') AS reusable, \
+            json_extract(value, '$[8]') AS data, json_extract(value, '$[9]') AS used_count, \
+            json_extract(value, '$[10]') AS state_changed_at, \
+            json_extract(value, '$[11]') AS expected, json_extract(value, '$[12]') AS claimed_at \
+            FROM json_each($1)) AS w \
+        WHERE nodes.id = w.id AND nodes.state = w.expected \
+        AND (w.claimed_at IS NULL OR nodes.state_changed_at = w.claimed_at) RETURNING nodes.id";
+    const POSTGRES: &str = "UPDATE nodes SET retired_at = (w.e->>1)::timestamp, \
+            hostname = w.e->>2, ipaddr = w.e->>3, state = w.e->>4, comment = w.e->>5, \
+            pool = w.e->>6, reusable = (w.e->>7)::boolean, data = w.e->>8, \
+            used_count = (w.e->>9)::bigint, state_changed_at = (w.e->>10)::timestamp \
+        FROM jsonb_array_elements($1::jsonb) AS w(e) \
+        WHERE nodes.id = (w.e->>0)::bigint AND nodes.state = w.e->>11 \
+        AND ((w.e->>12) IS NULL OR nodes.state_changed_at = (w.e->>12)::timestamp) \
+        RETURNING nodes.id";
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|s| {
+            let n = s.node;
+            serde_json::json!([
+                n.id,
+                n.retired_at.map(super::db_time),
+                n.hostname,
+                n.ipaddr,
+                n.state.as_str(),
+                n.comment,
+                n.pool,
+                n.reusable,
+                n.data.to_text(),
+                n.used_count,
+                super::db_time(n.state_changed_at),
+                s.expected.as_str(),
+                s.claimed_at.map(super::db_time),
+            ])
+        })
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+        sqlx::query_scalar(sql).bind(&rows).fetch_all(c).await
+    })
+    .map_err(StoreError::from_write)
+}
+
 /// Runs one of the two compare-and-set updates above; `claimed_at` is bound as `$13`.
 async fn update(
     tx: &mut Tx,
@@ -352,15 +423,25 @@ pub async fn count_filling(tx: &mut Tx, pool: &str) -> Result<i64, StoreError> {
     Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(pool).fetch_one(c).await)?)
 }
 
-/// Creates a fresh node row in `provisioning` for a pool that makes new machines.
+/// Creates `count` fresh node rows in `provisioning` for a pool that makes new machines, in
+/// id order.
 pub async fn insert_provisioning(
     tx: &mut Tx,
     pool: &str,
     now: NaiveDateTime,
-) -> Result<Node, StoreError> {
-    const SQL: &str = "INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
-        VALUES ($1, 'provisioning', $2, FALSE, '{}', $1) RETURNING *";
-    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(now).bind(pool).fetch_one(c).await)?)
+    count: i64,
+) -> Result<Vec<Node>, StoreError> {
+    // One statement for the whole fill, however many rows.
+    const SQL: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+        INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
+        SELECT $1, 'provisioning', $2, FALSE, '{}', $1 FROM n RETURNING *";
+    if count <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut nodes: Vec<Node> =
+        on_tx!(tx, c => sqlx::query_as(SQL).bind(now).bind(pool).bind(count).fetch_all(c).await)?;
+    nodes.sort_by_key(|n| n.id);
+    Ok(nodes)
 }
 
 /// Unused reusable nodes outside any pool, in id order: candidates for `reuse-nodes` pools.

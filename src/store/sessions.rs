@@ -59,6 +59,97 @@ pub async fn insert(
         .await)?)
 }
 
+/// A session about to be created by [`insert_all`].
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The tenant it is for.
+    pub tenant_id: i64,
+    /// When it expires.
+    pub expires_at: Option<NaiveDateTime>,
+    /// `{"nodes_specs": [...]}` as requested.
+    pub data: JsonObject,
+}
+
+/// Creates many session rows in one statement (a group of hand-outs), created at `now`;
+/// returns them in the order asked.
+pub async fn insert_all(
+    tx: &mut Tx,
+    now: NaiveDateTime,
+    new: &[NewSession],
+) -> Result<Vec<Session>, StoreError> {
+    const SQLITE: &str = "INSERT INTO sessions (created_at, tenant_id, expires_at, data) \
+        SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+        json_extract(value, '$[2]') FROM json_each($2) ORDER BY key RETURNING *";
+    const POSTGRES: &str = "INSERT INTO sessions (created_at, tenant_id, expires_at, data) \
+        SELECT $1, (w.e->>0)::bigint, (w.e->>1)::timestamp, w.e->>2 \
+        FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS w(e, n) ORDER BY w.n \
+        RETURNING *";
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = new
+        .iter()
+        .map(|s| {
+            serde_json::json!([
+                s.tenant_id,
+                s.expires_at.map(super::db_time),
+                s.data.to_text()
+            ])
+        })
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    let mut created: Vec<Session> = on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+        sqlx::query_as(sql).bind(now).bind(&rows).fetch_all(c).await
+    })?;
+    // Which id went to which row is the database's choice: pair them by content. Rows
+    // alike in every column are interchangeable.
+    created.sort_by_key(|s| s.id);
+    let mut ordered = Vec::with_capacity(new.len());
+    for wanted in new {
+        let at = created.iter().position(|s| {
+            s.tenant_id == wanted.tenant_id
+                && s.expires_at == wanted.expires_at
+                && s.data == wanted.data
+        });
+        match at {
+            Some(at) => ordered.push(created.remove(at)),
+            None => {
+                return Err(StoreError::Shared(format!(
+                    "a session created for tenant {} came back unlike the request",
+                    wanted.tenant_id
+                )));
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+/// Links many nodes to their sessions in one statement: `(session, node, pool, data)`,
+/// the node's data as it was handed out.
+pub async fn link_all(
+    tx: &mut Tx,
+    links: &[(i64, i64, &str, &JsonObject)],
+) -> Result<(), StoreError> {
+    const SQLITE: &str = "INSERT INTO sessions_nodes (session_id, node_id, pool, data) \
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+        json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each($1)";
+    const POSTGRES: &str = "INSERT INTO sessions_nodes (session_id, node_id, pool, data) \
+        SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, e->>3 \
+        FROM jsonb_array_elements($1::jsonb) AS e";
+    if links.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = links
+        .iter()
+        .map(|(session, node, pool, data)| serde_json::json!([session, node, pool, data.to_text()]))
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+        sqlx::query(sql).bind(&rows).execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 /// Links a node to a session, keeping a copy of the node's data at hand-out time.
 pub async fn link_node(
     tx: &mut Tx,

@@ -250,9 +250,10 @@ async fn nodes_stuck_past_their_deadline_are_failed(backend: Backend) {
 async fn crash_midway(app: &TestApp) -> (i64, i64, i64) {
     let now = store::now();
     let mut tx = app.engine.db().begin().await.unwrap();
-    let provisioning = store::nodes::insert_provisioning(&mut tx, "quick", now)
+    let provisioning = store::nodes::insert_provisioning(&mut tx, "quick", now, 1)
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     tx.commit().await.unwrap();
     // a hand-out interrupted during contextualization, and a deprovisioning run cut short
     let nodes = store::nodes::in_state(app.engine.db(), NodeState::Ready)

@@ -40,5 +40,6 @@ mod routes;
 mod sessions;
 mod sshd;
 mod status;
+mod store;
 mod system;
 mod tenants;
