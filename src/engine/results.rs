@@ -72,10 +72,7 @@ async fn save_runs(db: &Db, runs: &[Vec<RunResult>]) -> Result<Vec<i64>, StoreEr
             claimed_at: Some(r.claimed_at),
         })
         .collect();
-    let mut tx = db.begin().await?;
-    let saved = store::nodes::save_all(&mut tx, &saving).await?;
-    tx.commit().await?;
-    Ok(saved)
+    store::nodes::save_all_now(db, &saving).await
 }
 
 /// The ids of a run's nodes among those written.

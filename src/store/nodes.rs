@@ -302,13 +302,8 @@ pub struct Saving<'n> {
     pub claimed_at: Option<NaiveDateTime>,
 }
 
-/// Writes back many changed nodes in one statement, each under its own compare-and-set
-/// condition; returns the ids of those written. A group of hand-outs or a mechanism run's
-/// results costs one round trip to the database instead of one per node. A clash with a
-/// live node's hostname or address is `StoreError::Duplicate`, and then none is written.
-pub async fn save_all(tx: &mut Tx, nodes: &[Saving<'_>]) -> Result<Vec<i64>, StoreError> {
-    // Each node travels as a JSON array, its timestamps as the text sqlx stores.
-    const SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostname = w.hostname, \
+/// [`save_all`]'s statement (and [`save_all_now`]'s).
+const SAVE_ALL_SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostname = w.hostname, \
             ipaddr = w.ipaddr, state = w.state, comment = w.comment, pool = w.pool, \
             reusable = w.reusable, data = w.data, used_count = w.used_count, \
             state_changed_at = w.state_changed_at \
@@ -322,7 +317,8 @@ pub async fn save_all(tx: &mut Tx, nodes: &[Saving<'_>]) -> Result<Vec<i64>, Sto
             FROM json_each($1)) AS w \
         WHERE nodes.id = w.id AND nodes.state = w.expected \
         AND (w.claimed_at IS NULL OR nodes.state_changed_at = w.claimed_at) RETURNING nodes.id";
-    const POSTGRES: &str = "UPDATE nodes SET retired_at = (w.e->>1)::timestamp, \
+/// The same for PostgreSQL.
+const SAVE_ALL_POSTGRES: &str = "UPDATE nodes SET retired_at = (w.e->>1)::timestamp, \
             hostname = w.e->>2, ipaddr = w.e->>3, state = w.e->>4, comment = w.e->>5, \
             pool = w.e->>6, reusable = (w.e->>7)::boolean, data = w.e->>8, \
             used_count = (w.e->>9)::bigint, state_changed_at = (w.e->>10)::timestamp \
@@ -330,9 +326,49 @@ pub async fn save_all(tx: &mut Tx, nodes: &[Saving<'_>]) -> Result<Vec<i64>, Sto
         WHERE nodes.id = (w.e->>0)::bigint AND nodes.state = w.e->>11 \
         AND ((w.e->>12) IS NULL OR nodes.state_changed_at = (w.e->>12)::timestamp) \
         RETURNING nodes.id";
+
+/// Writes back many changed nodes in one statement, each under its own compare-and-set
+/// condition; returns the ids of those written. A group of hand-outs or a mechanism run's
+/// results costs one round trip to the database instead of one per node. A clash with a
+/// live node's hostname or address is `StoreError::Duplicate`, and then none is written.
+pub async fn save_all(tx: &mut Tx, nodes: &[Saving<'_>]) -> Result<Vec<i64>, StoreError> {
     if nodes.is_empty() {
         return Ok(Vec::new());
     }
+    let rows = saving_rows(nodes);
+    on_tx_per_backend!(tx, sqlite: SAVE_ALL_SQLITE, postgres: SAVE_ALL_POSTGRES, |c, sql| {
+        sqlx::query_scalar(sql).bind(&rows).fetch_all(c).await
+    })
+    .map_err(StoreError::from_write)
+}
+
+/// [`save_all`] as a transaction of its own: the one statement is atomic, and without
+/// `BEGIN` and `COMMIT` it is one round trip instead of three.
+pub async fn save_all_now(db: &Db, nodes: &[Saving<'_>]) -> Result<Vec<i64>, StoreError> {
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = saving_rows(nodes);
+    match db {
+        Db::Sqlite { writer, .. } => {
+            sqlx::query_scalar(SAVE_ALL_SQLITE)
+                .bind(&rows)
+                .fetch_all(writer)
+                .await
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(SAVE_ALL_POSTGRES)
+                .bind(&rows)
+                .fetch_all(pool)
+                .await
+        }
+    }
+    .map_err(StoreError::from_write)
+}
+
+/// The nodes of a [`save_all`] as one JSON array, a node per row, its timestamps as the
+/// text sqlx stores.
+fn saving_rows(nodes: &[Saving<'_>]) -> String {
     let rows: Vec<serde_json::Value> = nodes
         .iter()
         .map(|s| {
@@ -354,11 +390,7 @@ pub async fn save_all(tx: &mut Tx, nodes: &[Saving<'_>]) -> Result<Vec<i64>, Sto
             ])
         })
         .collect();
-    let rows = serde_json::Value::Array(rows).to_string();
-    on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
-        sqlx::query_scalar(sql).bind(&rows).fetch_all(c).await
-    })
-    .map_err(StoreError::from_write)
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// Runs one of the two compare-and-set updates above; `claimed_at` is bound as `$13`.

@@ -113,6 +113,30 @@ async fn many_nodes_are_saved_each_under_its_own_condition(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+
+    // The same statement as a transaction of its own.
+    let mut again = changed[0].clone();
+    again.state = NodeState::Deployed;
+    again.used_count += 1;
+    let saving = [
+        Saving {
+            node: &again,
+            expected: NodeState::Ready,
+            claimed_at: Some(changed[0].state_changed_at),
+        },
+        Saving {
+            node: &made[1],
+            expected: NodeState::Deployed,
+            claimed_at: None,
+        },
+    ];
+    let saved = nodes::save_all_now(db, &saving).await.unwrap();
+    assert_eq!(saved, [again.id]);
+    assert_eq!(nodes::by_id(db, again.id).await.unwrap().unwrap(), again);
+    assert_eq!(
+        nodes::by_id(db, made[1].id).await.unwrap().unwrap(),
+        made[1]
+    );
 }
 
 async fn many_sessions_and_links_come_back_in_the_order_asked(backend: Backend) {
