@@ -317,13 +317,15 @@ const SAVE_ALL_SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostn
             FROM json_each($1)) AS w \
         WHERE nodes.id = w.id AND nodes.state = w.expected \
         AND (w.claimed_at IS NULL OR nodes.state_changed_at = w.claimed_at) RETURNING nodes.id";
-/// The same for PostgreSQL.
+/// The same for PostgreSQL. The ids again as an array, so that the planner looks the
+/// nodes up by key: it guesses 100 rows for any JSON array and would scan the table.
 const SAVE_ALL_POSTGRES: &str = "UPDATE nodes SET retired_at = (w.e->>1)::timestamp, \
             hostname = w.e->>2, ipaddr = w.e->>3, state = w.e->>4, comment = w.e->>5, \
             pool = w.e->>6, reusable = (w.e->>7)::boolean, data = w.e->>8, \
             used_count = (w.e->>9)::bigint, state_changed_at = (w.e->>10)::timestamp \
         FROM jsonb_array_elements($1::jsonb) AS w(e) \
-        WHERE nodes.id = (w.e->>0)::bigint AND nodes.state = w.e->>11 \
+        WHERE nodes.id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements($1::jsonb) x)) \
+        AND nodes.id = (w.e->>0)::bigint AND nodes.state = w.e->>11 \
         AND ((w.e->>12) IS NULL OR nodes.state_changed_at = (w.e->>12)::timestamp) \
         RETURNING nodes.id";
 
