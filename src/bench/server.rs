@@ -217,6 +217,14 @@ pub async fn seed(db: &Db, tenant_id: i64, nodes: u32, sessions: u32) -> Result<
         .map_err(|e| BenchError::Database(e.to_string()))?;
     }
     tx.commit().await?;
+    // A site's database has statistics (autovacuum keeps them); a freshly seeded one has
+    // none until autovacuum comes by, and the planner's guesses would measure that instead.
+    if let Db::Postgres(pool) = db {
+        sqlx::query("ANALYZE")
+            .execute(pool)
+            .await
+            .map_err(|e| BenchError::Database(e.to_string()))?;
+    }
     Ok(())
 }
 
