@@ -21,7 +21,7 @@ use crate::config::{Config, Defaults};
 use crate::store::nodes::{Node, NodeState, Saving};
 use crate::store::sessions::{NewSession, Session};
 use crate::store::tenants::Tenant;
-use crate::store::{self, Db, JsonObject, Tx};
+use crate::store::{self, Db, JsonObject};
 
 /// The most requests one transaction takes: bounds how long the writer is held.
 const MAX_GROUP: usize = 64;
@@ -69,20 +69,6 @@ pub(crate) fn hand_out(node: &mut Node, spec: &NodesSpec, state: NodeState, now:
     if state == NodeState::Deployed {
         node.used_count += 1;
     }
-}
-
-/// Writes a node just handed out and links it to its session, with a copy of its data.
-pub(crate) async fn record_hand_out(
-    tx: &mut Tx,
-    session_id: i64,
-    pool: &str,
-    node: &Node,
-) -> Result<bool, EngineError> {
-    let saved = store::nodes::save(tx, node, NodeState::Ready).await?;
-    if saved {
-        store::sessions::link_node(tx, session_id, node.id, pool, &node.data).await?;
-    }
-    Ok(saved)
 }
 
 /// The hand-out queue of an engine, granting nodes of the configured pools from `db`.
@@ -191,11 +177,7 @@ impl Inner {
         let saving: Vec<Saving> = handed
             .iter()
             .flat_map(|(_, _, _, nodes)| nodes.iter())
-            .map(|(_, node)| Saving {
-                node,
-                expected: NodeState::Ready,
-                claimed_at: None,
-            })
+            .map(|(_, node)| Saving::new(node, NodeState::Ready))
             .collect();
         let saved = store::nodes::save_all(&mut tx, &saving).await?;
         if saved.len() != saving.len() {

@@ -473,14 +473,7 @@ impl Engine {
         if delivered.is_empty() {
             return Vec::new();
         }
-        let run = delivered
-            .iter()
-            .map(|(node, claimed_at)| RunResult {
-                node: node.clone(),
-                expected: NodeState::Provisioning,
-                claimed_at: *claimed_at,
-            })
-            .collect();
+        let run = RunResult::all(&delivered, NodeState::Provisioning);
         match self.run_results.request(run).await {
             // A node not saved was taken meanwhile by a deadline, a restart or an admin.
             Ok(saved) => delivered
@@ -498,7 +491,11 @@ impl Engine {
                 outcomes
             }
             Err(e) => {
-                let text = e.to_string();
+                // Every node gets the failure; the group's own text is not wrapped again.
+                let text = match e {
+                    EngineError::Store(StoreError::Shared(text)) => text,
+                    other => other.to_string(),
+                };
                 delivered
                     .iter()
                     .map(|_| Err(StoreError::Shared(text.clone()).into()))
@@ -567,25 +564,23 @@ impl Engine {
         let now = store::now();
         let mut tx = self.db().begin().await?;
         let mut orphans = store::nodes::orphaned_deployed(&mut tx, DEPROVISION_BATCH).await?;
-        let mut pools = Vec::with_capacity(orphans.len());
-        for node in &mut orphans {
-            let pool = node
-                .pool
-                .clone()
-                .filter(|p| self.concrete_pool(p).is_some());
-            match pool {
-                Some(_) => start_deprovisioning(node, now),
-                None => fail_pool_not_found(node, now),
-            }
-            pools.push(pool);
-        }
+        let pools: Vec<Option<String>> = orphans
+            .iter_mut()
+            .map(|node| {
+                let pool = node
+                    .pool
+                    .clone()
+                    .filter(|p| self.concrete_pool(p).is_some());
+                match pool {
+                    Some(_) => start_deprovisioning(node, now),
+                    None => fail_pool_not_found(node, now),
+                }
+                pool
+            })
+            .collect();
         let saving: Vec<Saving> = orphans
             .iter()
-            .map(|node| Saving {
-                node,
-                expected: NodeState::Deployed,
-                claimed_at: None,
-            })
+            .map(|node| Saving::new(node, NodeState::Deployed))
             .collect();
         let saved = store::nodes::save_all(&mut tx, &saving).await?;
         tx.commit().await?;
@@ -716,14 +711,7 @@ impl Engine {
         &self,
         nodes: &[(Node, NaiveDateTime)],
     ) -> Result<(), EngineError> {
-        let run = nodes
-            .iter()
-            .map(|(node, claimed_at)| RunResult {
-                node: node.clone(),
-                expected: NodeState::Deprovisioning,
-                claimed_at: *claimed_at,
-            })
-            .collect();
+        let run = RunResult::all(nodes, NodeState::Deprovisioning);
         self.run_results.request(run).await?;
         Ok(())
     }

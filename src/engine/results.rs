@@ -30,6 +30,20 @@ pub(crate) struct RunResult {
     pub claimed_at: NaiveDateTime,
 }
 
+impl RunResult {
+    /// A run's nodes, each with the time the run claimed it, found in `expected`.
+    pub(crate) fn all(nodes: &[(Node, NaiveDateTime)], expected: NodeState) -> Vec<RunResult> {
+        nodes
+            .iter()
+            .map(|(node, claimed_at)| RunResult {
+                node: node.clone(),
+                expected,
+                claimed_at: *claimed_at,
+            })
+            .collect()
+    }
+}
+
 /// The queue of run results of an engine: each request is one run's nodes, and its answer
 /// the ids of those written. A clash of host names or addresses fails only the run it
 /// is in, as [`StoreError::Duplicate`], for the caller to resolve node by node.
@@ -66,11 +80,7 @@ async fn save_runs(db: &Db, runs: &[Vec<RunResult>]) -> Result<Vec<i64>, StoreEr
     let saving: Vec<Saving> = runs
         .iter()
         .flatten()
-        .map(|r| Saving {
-            node: &r.node,
-            expected: r.expected,
-            claimed_at: Some(r.claimed_at),
-        })
+        .map(|r| Saving::claimed(&r.node, r.expected, r.claimed_at))
         .collect();
     store::nodes::save_all_now(db, &saving).await
 }

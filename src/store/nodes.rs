@@ -302,6 +302,27 @@ pub struct Saving<'n> {
     pub claimed_at: Option<NaiveDateTime>,
 }
 
+impl<'n> Saving<'n> {
+    /// `node`, if it is still in `expected` (as [`save`]).
+    pub fn new(node: &'n Node, expected: NodeState) -> Self {
+        Saving {
+            node,
+            expected,
+            claimed_at: None,
+        }
+    }
+
+    /// A run's result on `node`, if it is still in `expected` since the run claimed it at
+    /// `claimed_at` (as [`save_claimed`]).
+    pub fn claimed(node: &'n Node, expected: NodeState, claimed_at: NaiveDateTime) -> Self {
+        Saving {
+            node,
+            expected,
+            claimed_at: Some(claimed_at),
+        }
+    }
+}
+
 /// [`save_all`]'s statement (and [`save_all_now`]'s).
 const SAVE_ALL_SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostname = w.hostname, \
             ipaddr = w.ipaddr, state = w.state, comment = w.comment, pool = w.pool, \

@@ -40,25 +40,6 @@ pub struct SessionNode {
     pub node: Node,
 }
 
-/// Creates a session row.
-pub async fn insert(
-    tx: &mut Tx,
-    tenant_id: i64,
-    now: NaiveDateTime,
-    expires_at: Option<NaiveDateTime>,
-    data: &JsonObject,
-) -> Result<Session, StoreError> {
-    const SQL: &str = "INSERT INTO sessions (created_at, tenant_id, expires_at, data) \
-        VALUES ($1, $2, $3, $4) RETURNING *";
-    Ok(on_tx!(tx, c => sqlx::query_as(SQL)
-        .bind(now)
-        .bind(tenant_id)
-        .bind(expires_at)
-        .bind(data.to_text())
-        .fetch_one(c)
-        .await)?)
-}
-
 /// A session about to be created by [`insert_all`].
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -147,27 +128,6 @@ pub async fn link_all(
     on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
         sqlx::query(sql).bind(&rows).execute(c).await.map(|r| r.rows_affected())
     })?;
-    Ok(())
-}
-
-/// Links a node to a session, keeping a copy of the node's data at hand-out time.
-pub async fn link_node(
-    tx: &mut Tx,
-    session_id: i64,
-    node_id: i64,
-    pool: &str,
-    data: &JsonObject,
-) -> Result<(), StoreError> {
-    const SQL: &str =
-        "INSERT INTO sessions_nodes (session_id, node_id, pool, data) VALUES ($1, $2, $3, $4)";
-    on_tx!(tx, c => sqlx::query(SQL)
-        .bind(session_id)
-        .bind(node_id)
-        .bind(pool)
-        .bind(data.to_text())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 

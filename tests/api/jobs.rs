@@ -261,14 +261,20 @@ async fn crash_midway(app: &TestApp) -> (i64, i64, i64) {
         .unwrap();
     let (mut handing, mut taking) = (nodes[0].clone(), nodes[1].clone());
     let mut tx = app.engine.db().begin().await.unwrap();
-    let session = store::sessions::insert(&mut tx, app.admin.id, now, None, &Default::default())
+    let new = store::sessions::NewSession {
+        tenant_id: app.admin.id,
+        expires_at: None,
+        data: Default::default(),
+    };
+    let session = store::sessions::insert_all(&mut tx, now, &[new])
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     handing.state = NodeState::Contextualizing;
     store::nodes::save(&mut tx, &handing, NodeState::Ready)
         .await
         .unwrap();
-    store::sessions::link_node(&mut tx, session.id, handing.id, "quick", &handing.data)
+    store::sessions::link_all(&mut tx, &[(session.id, handing.id, "quick", &handing.data)])
         .await
         .unwrap();
     taking.state = NodeState::Deprovisioning;

@@ -46,29 +46,25 @@ async fn many_nodes_are_saved_each_under_its_own_condition(backend: Backend) {
     }
     let saving = [
         // as its run claimed it: saved
-        Saving {
-            node: &changed[0],
-            expected: NodeState::Provisioning,
-            claimed_at: Some(made[0].state_changed_at),
-        },
+        Saving::claimed(
+            &changed[0],
+            NodeState::Provisioning,
+            made[0].state_changed_at,
+        ),
         // not in the state expected: left alone
-        Saving {
-            node: &changed[1],
-            expected: NodeState::Ready,
-            claimed_at: None,
-        },
+        Saving::new(&changed[1], NodeState::Ready),
         // claimed at another time (a newer run): left alone
-        Saving {
-            node: &changed[2],
-            expected: NodeState::Provisioning,
-            claimed_at: Some(whole + TimeDelta::seconds(1)),
-        },
-        // a claim time with microseconds, and no condition on it at all
-        Saving {
-            node: &changed[3],
-            expected: NodeState::Provisioning,
-            claimed_at: Some(made[3].state_changed_at),
-        },
+        Saving::claimed(
+            &changed[2],
+            NodeState::Provisioning,
+            whole + TimeDelta::seconds(1),
+        ),
+        // a claim time with microseconds: saved
+        Saving::claimed(
+            &changed[3],
+            NodeState::Provisioning,
+            made[3].state_changed_at,
+        ),
     ];
     let mut tx = db.begin().await.unwrap();
     let mut saved = nodes::save_all(&mut tx, &saving).await.unwrap();
@@ -92,11 +88,7 @@ async fn many_nodes_are_saved_each_under_its_own_condition(backend: Backend) {
     }
     let saving: Vec<Saving> = clash
         .iter()
-        .map(|node| Saving {
-            node,
-            expected: NodeState::Provisioning,
-            claimed_at: None,
-        })
+        .map(|node| Saving::new(node, NodeState::Provisioning))
         .collect();
     let mut tx = db.begin().await.unwrap();
     let refused = nodes::save_all(&mut tx, &saving).await;
@@ -119,16 +111,8 @@ async fn many_nodes_are_saved_each_under_its_own_condition(backend: Backend) {
     again.state = NodeState::Deployed;
     again.used_count += 1;
     let saving = [
-        Saving {
-            node: &again,
-            expected: NodeState::Ready,
-            claimed_at: Some(changed[0].state_changed_at),
-        },
-        Saving {
-            node: &made[1],
-            expected: NodeState::Deployed,
-            claimed_at: None,
-        },
+        Saving::claimed(&again, NodeState::Ready, changed[0].state_changed_at),
+        Saving::new(&made[1], NodeState::Deployed),
     ];
     let saved = nodes::save_all_now(db, &saving).await.unwrap();
     assert_eq!(saved, [again.id]);
@@ -178,6 +162,7 @@ async fn many_sessions_and_links_come_back_in_the_order_asked(backend: Backend) 
         assert_eq!(&sessions::by_id(db, made.id).await.unwrap().unwrap(), made);
     }
     let mut ids: Vec<i64> = created.iter().map(|s| s.id).collect();
+    ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 4, "four sessions, four ids");
     let held = sessions::nodes_of(db, created[1].id).await.unwrap();
