@@ -22,9 +22,10 @@ pub mod sessions;
 pub mod tenants;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
@@ -79,6 +80,20 @@ pub struct Wakers {
     pub deprovision: Notify,
     /// The earliest expiry may have changed.
     pub expiry: Notify,
+    /// When the expiry job looks next, so that a new session, which nearly always expires
+    /// hours after that, does not wake it: under load every hand-out did, and each wake
+    /// cost a write statement on SQLite's single writer that found nothing to expire.
+    expiry_plan: ExpiryPlan,
+}
+
+/// The expiry job's next look, in milliseconds since the epoch; `i64::MAX` while it is
+/// awake or has not planned yet (then every expiry counts as earlier).
+struct ExpiryPlan(AtomicI64);
+
+impl Default for ExpiryPlan {
+    fn default() -> Self {
+        ExpiryPlan(AtomicI64::new(i64::MAX))
+    }
 }
 
 /// Which pools a fill round looks at.
@@ -117,6 +132,27 @@ impl Wakers {
         self.fill.notify_one();
     }
 
+    /// A session that expires at `at` was committed: the expiry job is woken only when it
+    /// would otherwise look later than that (or is awake, and may have read the earliest
+    /// expiry before the commit).
+    pub fn expiry_at(&self, at: NaiveDateTime) {
+        if millis(at) < self.expiry_plan.0.load(Ordering::SeqCst) {
+            self.expiry.notify_one();
+        }
+    }
+
+    /// The expiry job is awake: until it plans again, every new expiry wakes it. Called
+    /// before it reads the earliest expiry, so that a session committed after that read
+    /// is never missed.
+    pub fn expiry_job_awake(&self) {
+        self.expiry_plan.0.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    /// The expiry job will look again at `at` (unless woken).
+    pub fn expiry_job_sleeps_until(&self, at: NaiveDateTime) {
+        self.expiry_plan.0.store(millis(at), Ordering::SeqCst);
+    }
+
     /// Takes what was asked for since the last call.
     pub fn take_fill_scope(&self) -> FillScope {
         self.fill_scope
@@ -124,6 +160,10 @@ impl Wakers {
             .map(|mut scope| std::mem::take(&mut *scope))
             .unwrap_or(FillScope::All)
     }
+}
+
+fn millis(at: NaiveDateTime) -> i64 {
+    at.and_utc().timestamp_millis()
 }
 
 /// A tenant's values after applying the configured defaults.
@@ -273,6 +313,31 @@ mod tests {
         w.fill(Some(&["c".to_string()]));
         assert_eq!(w.take_fill_scope(), FillScope::All);
         assert_eq!(w.take_fill_scope(), FillScope::Nothing);
+    }
+
+    #[test]
+    fn an_expiry_wakes_the_job_only_before_its_next_look() {
+        use futures::FutureExt;
+        let w = Wakers::default();
+        let woken = |w: &Wakers| w.expiry.notified().now_or_never().is_some();
+        let t0 = store::now();
+        // Before the job first plans, and while it is awake, any expiry wakes it.
+        w.expiry_at(t0 + TimeDelta::hours(6));
+        assert!(woken(&w));
+        w.expiry_job_sleeps_until(t0 + TimeDelta::minutes(1));
+        w.expiry_at(t0 + TimeDelta::hours(6));
+        assert!(
+            !woken(&w),
+            "a session of 6 h does not wake a job looking in 1 min"
+        );
+        w.expiry_at(t0 + TimeDelta::seconds(30));
+        assert!(woken(&w), "one due before the next look does");
+        w.expiry_job_awake();
+        w.expiry_at(t0 + TimeDelta::hours(6));
+        assert!(
+            woken(&w),
+            "an awake job may have read the earliest expiry already"
+        );
     }
 
     #[test]

@@ -167,7 +167,9 @@ impl Engine {
         if !pools.is_empty() {
             self.wakers().fill(Some(&pools));
         }
-        self.wakers().expiry.notify_one();
+        if let Some(at) = session.expires_at {
+            self.wakers().expiry_at(at);
+        }
         let nodes = if needs_context {
             self.contextualize_session(&tenant, &session, nodes).await?
         } else {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use tokio_util::sync::CancellationToken;
 
 use super::ERROR_PAUSE;
@@ -38,7 +39,9 @@ impl ExpireSessions {
     /// interval, whichever comes first); a new or changed session wakes it to look again.
     pub async fn run(self, token: CancellationToken) {
         let interval = self.engine.config().tasks.expire_sessions_interval;
+        let wakers = self.engine.wakers();
         loop {
+            wakers.expiry_job_awake();
             let pause = match self.tick().await {
                 Ok(_) => self.until_next_expiry(interval).await,
                 Err(e) => {
@@ -46,10 +49,16 @@ impl ExpireSessions {
                     ERROR_PAUSE
                 }
             };
+            // An expiry committed after this point and before `pause` is over wakes the
+            // job (`Wakers::expiry_at`); one committed earlier was in `next_expiry`.
+            match TimeDelta::from_std(pause) {
+                Ok(pause) => wakers.expiry_job_sleeps_until(store::now() + pause),
+                Err(_) => wakers.expiry_job_awake(),
+            }
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
-                _ = self.engine.wakers().expiry.notified() => {}
+                _ = wakers.expiry.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }
