@@ -207,6 +207,10 @@ impl Engine {
         fill_level: i64,
     ) -> Result<Vec<Node>, EngineError> {
         let now = store::now();
+        if pool.reuse_nodes.is_none() && pool.max_ready_age.is_none() {
+            // The common case, on every hand-out: one statement.
+            return Ok(store::nodes::fill_to_level(self.db(), &pool.name, now, fill_level).await?);
+        }
         let mut tx = self.db().begin().await?;
         store::nodes::lock_pool(&mut tx, &pool.name).await?;
         // Ready nodes past `max-ready-age` get replacements first, a few at a time; they

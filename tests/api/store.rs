@@ -1,5 +1,5 @@
 //! The statements that write many rows at once (a group of hand-outs, a mechanism run's
-//! results) store exactly what the one-row statements store, on both backends.
+//! results, a refill) store exactly what the one-row statements store, on both backends.
 
 use chrono::TimeDelta;
 use duffy::store::nodes::{self, NodeState, Saving};
@@ -169,7 +169,51 @@ async fn many_sessions_and_links_come_back_in_the_order_asked(backend: Backend) 
     assert_eq!(held.iter().map(|n| n.id).collect::<Vec<_>>(), [node.id]);
 }
 
+async fn a_fill_counts_ready_and_provisioning_nodes_of_its_pool_only(backend: Backend) {
+    let app = spawn_app_unfilled(backend, DEFAULT_CONFIG).await;
+    let db = app.engine.db();
+    let now = store::now();
+    let mut tx = db.begin().await.unwrap();
+    let mut a = nodes::insert_provisioning(&mut tx, "pool-a", now, 4)
+        .await
+        .unwrap();
+    nodes::insert_provisioning(&mut tx, "pool-b", now, 3)
+        .await
+        .unwrap();
+    // pool-a: one ready and one provisioning count; one deployed and one retired do not.
+    for (node, state) in a.iter_mut().zip([NodeState::Ready, NodeState::Deployed]) {
+        node.state = state;
+        nodes::save(&mut tx, node, NodeState::Provisioning)
+            .await
+            .unwrap();
+    }
+    a[3].state = NodeState::Done;
+    a[3].retired_at = Some(now);
+    nodes::save(&mut tx, &a[3], NodeState::Provisioning)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let made = nodes::fill_to_level(db, "pool-a", now, 5).await.unwrap();
+    assert_eq!(made.len(), 3, "5 wanted, 2 count");
+    assert!(made.windows(2).all(|w| w[0].id < w[1].id));
+    for node in &made {
+        assert_eq!(
+            (node.state, node.pool.as_deref(), node.state_changed_at),
+            (NodeState::Provisioning, Some("pool-a"), now)
+        );
+        assert_eq!(&nodes::by_id(db, node.id).await.unwrap().unwrap(), node);
+    }
+    let again = nodes::fill_to_level(db, "pool-a", now, 5).await.unwrap();
+    assert!(again.is_empty(), "at its level: nothing more");
+    let lower = nodes::fill_to_level(db, "pool-a", now, 1).await.unwrap();
+    assert!(lower.is_empty(), "above its level: nothing, and no error");
+    let b = nodes::fill_to_level(db, "pool-b", now, 4).await.unwrap();
+    assert_eq!(b.len(), 1, "pool-b counts its own three");
+}
+
 both_backends!(
     many_nodes_are_saved_each_under_its_own_condition,
     many_sessions_and_links_come_back_in_the_order_asked,
+    a_fill_counts_ready_and_provisioning_nodes_of_its_pool_only,
 );
