@@ -296,12 +296,9 @@ impl Client {
             });
         }
         let unreadable = |reason: String| ClientError::Unreadable { status, reason };
-        let mut input = serde_json::Deserializer::from_slice(&body);
-        let found = FieldOf::<T>::new(field)
-            .deserialize(&mut input)
-            .and_then(|found| input.end().map(|()| found))
-            .map_err(|e| unreadable(e.to_string()))?;
-        found.ok_or_else(|| unreadable(format!("no '{field}' in the answer")))
+        read_field::<T>(&body, field)
+            .map_err(|e| unreadable(e.to_string()))?
+            .ok_or_else(|| unreadable(format!("no '{field}' in the answer")))
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
@@ -316,6 +313,15 @@ impl Client {
             None => cause,
         })
     }
+}
+
+/// The field `field` of a JSON object (an answer's envelope), `None` when absent; the
+/// whole body must be that one object.
+fn read_field<T: DeserializeOwned>(body: &[u8], field: &str) -> serde_json::Result<Option<T>> {
+    let mut input = serde_json::Deserializer::from_slice(body);
+    let found = FieldOf::<T>::new(field).deserialize(&mut input)?;
+    input.end()?;
+    Ok(found)
 }
 
 /// Reads one field of an answer's envelope straight into `T`, skipping the others
@@ -539,11 +545,7 @@ mod tests {
     }
 
     fn field<T: DeserializeOwned>(body: &str, name: &str) -> Result<Option<T>, String> {
-        let mut input = serde_json::Deserializer::from_str(body);
-        FieldOf::<T>::new(name)
-            .deserialize(&mut input)
-            .and_then(|found| input.end().map(|()| found))
-            .map_err(|e| e.to_string())
+        read_field(body.as_bytes(), name).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::config::{Config, Defaults};
 use crate::store::nodes::{Node, NodeState, Saving};
 use crate::store::sessions::{NewSession, Session};
 use crate::store::tenants::Tenant;
-use crate::store::{self, Db, JsonObject};
+use crate::store::{self, Db, JsonObject, StoreError, Tx};
 
 /// The most requests one transaction takes: bounds how long the writer is held.
 const MAX_GROUP: usize = 64;
@@ -68,6 +68,45 @@ pub(crate) fn hand_out(node: &mut Node, spec: &NodesSpec, state: NodeState, now:
     node.state_changed_at = now;
     if state == NodeState::Deployed {
         node.used_count += 1;
+    }
+}
+
+/// Writes nodes just handed out (`(session, pool, node)`, each still `ready` as read) and
+/// links those written to their sessions with a copy of their data; returns the ids
+/// written. A group of hand-outs, or a session's replacements, is two statements.
+pub(crate) async fn write_hand_outs(
+    tx: &mut Tx,
+    handed: &[(i64, &str, &Node)],
+) -> Result<Vec<i64>, StoreError> {
+    let saving: Vec<Saving> = handed
+        .iter()
+        .map(|(_, _, node)| Saving::new(node, NodeState::Ready))
+        .collect();
+    let saved = store::nodes::save_all(tx, &saving).await?;
+    let links: Vec<_> = handed
+        .iter()
+        .filter(|(_, _, node)| saved.contains(&node.id))
+        .map(|(session, pool, node)| (*session, node.id, *pool, &node.data))
+        .collect();
+    store::sessions::link_all(tx, &links).await?;
+    Ok(saved)
+}
+
+/// The session row a granted request gets: its lifetime from now, and the specs asked for.
+fn new_session(request: &Request, decision: &Decision, now: NaiveDateTime) -> NewSession {
+    // Lifetimes are bounded when set; the fallback only guards against overflow.
+    let expires_at = now
+        .checked_add_signed(decision.limit.session_lifetime)
+        .unwrap_or(NaiveDateTime::MAX);
+    let mut data = Map::new();
+    data.insert(
+        "nodes_specs".into(),
+        Value::Array(request.specs.iter().map(NodesSpec::to_json).collect()),
+    );
+    NewSession {
+        tenant_id: decision.tenant.id,
+        expires_at: Some(store::truncate(expires_at)),
+        data: JsonObject(data),
     }
 }
 
@@ -129,86 +168,63 @@ impl Inner {
             .collect();
         // Only now the writes, for the requests granted: one statement each for the
         // sessions, the nodes and the links of the whole group.
-        let mut results: Vec<Option<Result<Granted, EngineError>>> = Vec::new();
-        let mut granted = Vec::new();
-        let mut new_sessions = Vec::new();
-        for (request, decision) in requests.iter().zip(decisions) {
-            match decision {
-                Ok(decision) => {
-                    // Lifetimes are bounded when set; the fallback only guards against
-                    // overflow.
-                    let expires_at = now
-                        .checked_add_signed(decision.limit.session_lifetime)
-                        .unwrap_or(NaiveDateTime::MAX);
-                    let mut data = Map::new();
-                    data.insert(
-                        "nodes_specs".into(),
-                        Value::Array(request.specs.iter().map(NodesSpec::to_json).collect()),
-                    );
-                    new_sessions.push(NewSession {
-                        tenant_id: decision.tenant.id,
-                        expires_at: Some(store::truncate(expires_at)),
-                        data: JsonObject(data),
-                    });
-                    granted.push((results.len(), request, decision));
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        let sessions = store::sessions::insert_all(&mut tx, now, &new_sessions).await?;
-        let mut handed = Vec::with_capacity(granted.len());
-        for ((at, request, decision), session) in granted.into_iter().zip(sessions) {
-            let state = if request.needs_context {
-                NodeState::Contextualizing
-            } else {
-                NodeState::Deployed
-            };
-            let nodes: Vec<(&NodesSpec, Node)> = decision
-                .taken
-                .into_iter()
-                .map(|(spec, mut node)| {
-                    hand_out(&mut node, spec, state, now);
-                    (spec, node)
-                })
-                .collect();
-            handed.push((at, decision.tenant, session, nodes));
-        }
-        let saving: Vec<Saving> = handed
+        let new_sessions: Vec<NewSession> = requests
             .iter()
-            .flat_map(|(_, _, _, nodes)| nodes.iter())
-            .map(|(_, node)| Saving::new(node, NodeState::Ready))
+            .zip(&decisions)
+            .filter_map(|(request, decision)| {
+                Some(new_session(request, decision.as_ref().ok()?, now))
+            })
             .collect();
-        let saved = store::nodes::save_all(&mut tx, &saving).await?;
-        if saved.len() != saving.len() {
+        let mut sessions = store::sessions::insert_all(&mut tx, now, &new_sessions)
+            .await?
+            .into_iter();
+        let answers: Vec<Result<_, EngineError>> = requests
+            .iter()
+            .zip(decisions)
+            .map(|(request, decision)| {
+                let Decision { tenant, taken, .. } = decision?;
+                let session = sessions.next().ok_or_else(|| {
+                    EngineError::Unavailable("a session of the group was not created".into())
+                })?;
+                let state = if request.needs_context {
+                    NodeState::Contextualizing
+                } else {
+                    NodeState::Deployed
+                };
+                let taken: Vec<(&NodesSpec, Node)> = taken
+                    .into_iter()
+                    .map(|(spec, mut node)| {
+                        hand_out(&mut node, spec, state, now);
+                        (spec, node)
+                    })
+                    .collect();
+                Ok((tenant, session, taken))
+            })
+            .collect();
+        let handed: Vec<(i64, &str, &Node)> = answers
+            .iter()
+            .flatten()
+            .flat_map(|(_, session, taken)| {
+                taken
+                    .iter()
+                    .map(|(spec, node)| (session.id, spec.pool.as_str(), node))
+            })
+            .collect();
+        if write_hand_outs(&mut tx, &handed).await?.len() != handed.len() {
             // Read in this transaction and under the writer (SQLite) or row locks
             // (PostgreSQL): the nodes cannot have moved.
             return Err(EngineError::Unavailable(
                 "a node changed during its hand-out".into(),
             ));
         }
-        let links: Vec<_> = handed
-            .iter()
-            .flat_map(|(_, _, session, nodes)| {
-                nodes
-                    .iter()
-                    .map(move |(spec, node)| (session.id, node.id, spec.pool.as_str(), &node.data))
-            })
-            .collect();
-        store::sessions::link_all(&mut tx, &links).await?;
         tx.commit().await?;
-        for (at, tenant, session, nodes) in handed {
-            let mut nodes: Vec<Node> = nodes.into_iter().map(|(_, node)| node).collect();
-            nodes.sort_by_key(|n| n.id);
-            results[at] = Some(Ok((tenant, session, nodes)));
-        }
-        Ok(results
+        Ok(answers
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(EngineError::Unavailable(
-                        "a hand-out went unanswered".into(),
-                    ))
+            .map(|answer| {
+                answer.map(|(tenant, session, taken)| {
+                    let mut nodes: Vec<Node> = taken.into_iter().map(|(_, node)| node).collect();
+                    nodes.sort_by_key(|n| n.id);
+                    (tenant, session, nodes)
                 })
             })
             .collect())

@@ -223,18 +223,14 @@ impl Engine {
             }
             None => 0,
         };
-        let quantity =
-            fill_level + replacing - store::nodes::count_filling(&mut tx, &pool.name).await?;
-        if quantity <= 0 {
-            return Ok(Vec::new());
-        }
-        let mut claimed = Vec::new();
-        match &pool.reuse_nodes {
-            None => {
-                claimed =
-                    store::nodes::insert_provisioning(&mut tx, &pool.name, now, quantity).await?;
-            }
+        let target = fill_level + replacing;
+        let claimed = match &pool.reuse_nodes {
+            None => store::nodes::fill_to_level_in(&mut tx, &pool.name, now, target).await?,
             Some(wanted) => {
+                let quantity = target - store::nodes::count_filling(&mut tx, &pool.name).await?;
+                if quantity <= 0 {
+                    return Ok(Vec::new());
+                }
                 let wanted = match self.render_reuse_match(pool, wanted) {
                     Ok(w) => w,
                     Err(reason) => {
@@ -242,6 +238,7 @@ impl Engine {
                         return Ok(Vec::new());
                     }
                 };
+                let mut claimed = Vec::new();
                 for mut node in store::nodes::reusable_unused(&mut tx).await? {
                     if claimed.len() as i64 >= quantity {
                         break;
@@ -256,8 +253,9 @@ impl Engine {
                         claimed.push(node);
                     }
                 }
+                claimed
             }
-        }
+        };
         tx.commit().await?;
         Ok(claimed)
     }
@@ -482,9 +480,12 @@ impl Engine {
             // A node not saved was taken meanwhile by a deadline, a restart or an admin.
             Ok(saved) => delivered
                 .iter()
-                .map(|(node, _)| match saved.contains(&node.id) {
-                    true => Ok(NodeState::Ready),
-                    false => Ok(NodeState::Failed),
+                .map(|(node, _)| {
+                    Ok(if saved.contains(&node.id) {
+                        NodeState::Ready
+                    } else {
+                        NodeState::Failed
+                    })
                 })
                 .collect(),
             Err(EngineError::Store(StoreError::Duplicate { .. })) => {

@@ -12,11 +12,11 @@ use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::{Value, json};
 
 use super::group::Grouped;
-use super::handouts::{Request, Target, hand_out};
+use super::handouts::{Request, Target, hand_out, write_hand_outs};
 use super::lifecycle::{error_entry, mark_failed};
 use super::{Engine, EngineError};
 use crate::metrics::SessionOutcome;
-use crate::store::nodes::{Node, NodeState, Saving};
+use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
 use crate::store::{self, Db, Tx};
@@ -223,17 +223,11 @@ impl Engine {
         for node in &mut claimed {
             hand_out(node, spec, state, now);
         }
-        let saving: Vec<Saving> = claimed
+        let handed: Vec<(i64, &str, &Node)> = claimed
             .iter()
-            .map(|node| Saving::new(node, NodeState::Ready))
+            .map(|node| (session_id, spec.pool.as_str(), node))
             .collect();
-        let saved = store::nodes::save_all(tx, &saving).await?;
-        let links: Vec<_> = claimed
-            .iter()
-            .filter(|node| saved.contains(&node.id))
-            .map(|node| (session_id, node.id, spec.pool.as_str(), &node.data))
-            .collect();
-        store::sessions::link_all(tx, &links).await?;
+        write_hand_outs(tx, &handed).await?;
         Ok(claimed)
     }
 

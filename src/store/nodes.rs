@@ -478,8 +478,8 @@ pub async fn count_filling(tx: &mut Tx, pool: &str) -> Result<i64, StoreError> {
     Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(pool).fetch_one(c).await)?)
 }
 
-/// Creates `count` fresh node rows in `provisioning` for a pool that makes new machines, in
-/// id order.
+/// Creates `count` fresh node rows in `provisioning` for a pool, whatever it holds, in id
+/// order. The service fills with [`fill_to_level`]; this sets up nodes for tests.
 pub async fn insert_provisioning(
     tx: &mut Tx,
     pool: &str,
@@ -499,45 +499,60 @@ pub async fn insert_provisioning(
     Ok(nodes)
 }
 
+/// Counts a pool's ready and provisioning nodes and creates the missing ones up to `$3`
+/// in `provisioning` ($1: now, $2: the pool), in one statement.
+const FILL_TO_LEVEL: &str = "WITH RECURSIVE need(k) AS (SELECT $3 - COUNT(*) FROM nodes \
+        WHERE retired_at IS NULL AND pool = $2 AND state IN ('ready', 'provisioning')), \
+    n(i) AS (SELECT 1 FROM need WHERE k >= 1 \
+        UNION ALL SELECT i + 1 FROM n, need WHERE i < k) \
+    INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
+    SELECT $1, 'provisioning', $2, FALSE, '{}', $1 FROM n RETURNING *";
+
 /// Brings a pool that makes new machines up to `fill_level` nodes ready or being
 /// provisioned: creates the missing ones in `provisioning` and returns them, in id order.
-/// Counting and creating are one statement: on SQLite it runs on the writer without a
-/// transaction of its own (one round trip instead of four per refill), on PostgreSQL
-/// under the pool's advisory lock.
+/// On SQLite the one statement runs on the writer without a transaction of its own (one
+/// round trip instead of four per refill), on PostgreSQL under the pool's advisory lock.
 pub async fn fill_to_level(
     db: &Db,
     pool: &str,
     now: NaiveDateTime,
     fill_level: i64,
 ) -> Result<Vec<Node>, StoreError> {
-    const SQL: &str = "WITH RECURSIVE need(k) AS (SELECT $3 - COUNT(*) FROM nodes \
-            WHERE retired_at IS NULL AND pool = $2 AND state IN ('ready', 'provisioning')), \
-        n(i) AS (SELECT 1 FROM need WHERE k >= 1 \
-            UNION ALL SELECT i + 1 FROM n, need WHERE i < k) \
-        INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
-        SELECT $1, 'provisioning', $2, FALSE, '{}', $1 FROM n RETURNING *";
-    let mut nodes: Vec<Node> = match db {
+    match db {
         Db::Sqlite { writer, .. } => {
-            sqlx::query_as(SQL)
+            let mut nodes: Vec<Node> = sqlx::query_as(FILL_TO_LEVEL)
                 .bind(now)
                 .bind(pool)
                 .bind(fill_level)
                 .fetch_all(writer)
-                .await?
+                .await?;
+            nodes.sort_by_key(|n| n.id);
+            Ok(nodes)
         }
         Db::Postgres(_) => {
             let mut tx = db.begin().await?;
             lock_pool(&mut tx, pool).await?;
-            let nodes = on_tx!(&mut tx, c => sqlx::query_as(SQL)
-                .bind(now)
-                .bind(pool)
-                .bind(fill_level)
-                .fetch_all(c)
-                .await)?;
+            let nodes = fill_to_level_in(&mut tx, pool, now, fill_level).await?;
             tx.commit().await?;
-            nodes
+            Ok(nodes)
         }
-    };
+    }
+}
+
+/// [`fill_to_level`] inside a write transaction that holds the pool's lock (a fill that
+/// also replaces stale nodes).
+pub async fn fill_to_level_in(
+    tx: &mut Tx,
+    pool: &str,
+    now: NaiveDateTime,
+    fill_level: i64,
+) -> Result<Vec<Node>, StoreError> {
+    let mut nodes: Vec<Node> = on_tx!(tx, c => sqlx::query_as(FILL_TO_LEVEL)
+        .bind(now)
+        .bind(pool)
+        .bind(fill_level)
+        .fetch_all(c)
+        .await)?;
     nodes.sort_by_key(|n| n.id);
     Ok(nodes)
 }

@@ -51,9 +51,9 @@ impl ExpireSessions {
             };
             // An expiry committed after this point and before `pause` is over wakes the
             // job (`Wakers::expiry_at`); one committed earlier was in `next_expiry`.
-            match TimeDelta::from_std(pause) {
-                Ok(pause) => wakers.expiry_job_sleeps_until(store::now() + pause),
-                Err(_) => wakers.expiry_job_awake(),
+            // A pause too long to plan leaves the job marked awake: every expiry wakes it.
+            if let Ok(pause) = TimeDelta::from_std(pause) {
+                wakers.expiry_job_sleeps_until(store::now() + pause);
             }
             tokio::select! {
                 biased;
