@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod contextualize;
 pub mod engine;
+pub mod import;
 pub mod legacy;
 pub mod mechanisms;
 pub mod metrics;

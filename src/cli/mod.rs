@@ -1,5 +1,5 @@
-//! The `duffy` command: `serve`, `serve-legacy`, `migrate`, `config`, `admin`, `client`,
-//! `replay`, `bench`.
+//! The `duffy` command: `serve`, `serve-legacy`, `migrate`, `import`, `config`, `admin`,
+//! `client`, `replay`, `bench`.
 //!
 //! The configuration is loaded and validated before any subcommand runs, as the original
 //! does; `main` only parses the arguments and hands over to [`run`].
@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod client;
 pub mod config_cmd;
+pub mod import;
 pub mod output;
 pub mod replay;
 pub mod serve;
@@ -55,6 +56,8 @@ pub enum Command {
     ServeLegacy(serve::ServeLegacyArgs),
     /// Create or upgrade the database schema (also done by `serve` at start).
     Migrate,
+    /// Bring tenants, nodes and sessions over from a Duffy 3.x or v2 database.
+    Import(import::ImportArgs),
     /// Check or print the merged configuration.
     Config {
         /// check or dump
@@ -123,6 +126,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args, loaded, level).await,
         Command::ServeLegacy(args) => serve::run_legacy(args, loaded, level).await,
         Command::Migrate => serve::migrate(&loaded).await,
+        Command::Import(args) => import::run(args, &loaded).await,
         Command::Config { command } => config_cmd::run(command, &loaded),
         Command::Admin { command } => admin::run(command, loaded).await,
         Command::Client(args) => client::run(args, &loaded).await,

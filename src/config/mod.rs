@@ -153,6 +153,29 @@ pub fn from_yaml_str(text: &str, origin: &str) -> Result<LoadedConfig, ConfigErr
     finish(merger, vec![PathBuf::from(origin)], false)
 }
 
+/// The original's `database.sqlalchemy.sync_url`, as written in its configuration file or
+/// directory (merged as for `load`): `duffy import --from-config` reads only this key, so
+/// nothing else of the other deployment's configuration has to suit this one.
+pub fn original_sync_url(path: &Path) -> Result<Option<String>, ConfigError> {
+    let mut merger = merge::Merger::default();
+    for file in expand(path)? {
+        let text = fs::read_to_string(&file).map_err(|error| ConfigError::Read {
+            path: file.clone(),
+            error,
+        })?;
+        merge_text(&mut merger, &text, &file.display().to_string())?;
+    }
+    let (merged, _) = merger.finish();
+    let url = ["database", "sqlalchemy", "sync_url"]
+        .into_iter()
+        .try_fold(&yaml_serde::Value::Mapping(merged.clone()), |value, key| {
+            value.get(key)
+        })
+        .and_then(yaml_serde::Value::as_str)
+        .map(str::to_owned);
+    Ok(url)
+}
+
 /// Renders the merged configuration for `duffy config dump`.
 /// Keys are sorted at every level, as the original's `yaml.safe_dump` writes them.
 pub fn dump_yaml(raw: &yaml_serde::Value) -> String {
