@@ -16,6 +16,7 @@ mod harness;
 
 mod client;
 mod formats;
+mod import;
 mod inventory;
 mod keys;
 mod node_done;

@@ -3,6 +3,7 @@
 
 pub mod cico;
 pub mod client;
+pub mod original;
 #[path = "../../tests/common/pg.rs"]
 mod pg;
 mod server;
@@ -10,7 +11,7 @@ pub mod venv;
 
 pub use cico::Cico;
 pub use client::{Cli, ClientHome};
-pub use server::{Backend, Duffy, Tenant, hostnames, postgres_url};
+pub use server::{Backend, Duffy, Prepared, Tenant, hostnames, postgres_url};
 
 /// A client process isolated in `home`: its own `HOME` and `XDG_CONFIG_HOME`, nothing else
 /// from the machine's environment but a minimal `PATH`, no stdin, killed with its handle.

@@ -138,7 +138,7 @@ impl Raw {
 /// A running server process; killed when dropped.
 struct Server {
     name: &'static str,
-    _child: Child,
+    child: Child,
     port: u16,
     log: PathBuf,
 }
@@ -152,15 +152,30 @@ pub struct Duffy {
     /// A client for cross-checks: no proxy, bounded.
     pub http: reqwest::Client,
     config: PathBuf,
+    backend: Backend,
+    url: String,
     // Fields drop in order: the servers go before their database.
     servers: Vec<Server>,
-    _database: Option<PgDatabase>,
+    database: Option<PgDatabase>,
     dir: TempDir,
 }
 
-impl Duffy {
-    /// Starts our server(s) for `backend` on fresh storage, with the compat configuration.
-    pub async fn start(backend: Backend) -> Duffy {
+/// A test's storage and configuration before its servers start: a test that imports a
+/// database first runs `duffy import` here ([`Prepared::duffy`]), then starts the servers.
+pub struct Prepared {
+    backend: Backend,
+    /// The database URL our configuration names.
+    pub url: String,
+    /// The configuration directory (`-c`): the compat configuration plus the test's own.
+    pub config: PathBuf,
+    database: Option<PgDatabase>,
+    dir: TempDir,
+}
+
+impl Prepared {
+    /// Fresh storage for `backend` and a configuration of the compat file plus `extra`
+    /// (YAML, deep-merged over it).
+    pub async fn new(backend: Backend, extra: &str) -> Prepared {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = match backend {
             Backend::Sqlite => None,
@@ -170,8 +185,65 @@ impl Duffy {
             Some(db) => db.url.clone(),
             None => format!("sqlite://{}", dir.path().join("duffy.db").display()),
         };
-        let config = dir.path().join("duffy.yaml");
-        std::fs::write(&config, CONFIG.replace("{database}", &url)).expect("write the config");
+        let config = dir.path().join("conf");
+        std::fs::create_dir(&config).expect("config dir");
+        std::fs::write(
+            config.join("00-compat.yaml"),
+            CONFIG.replace("{database}", &url),
+        )
+        .expect("write the config");
+        let extra = if extra.trim().is_empty() {
+            "{}\n"
+        } else {
+            extra
+        };
+        std::fs::write(config.join("10-test.yaml"), extra).expect("write the test's config");
+        Prepared {
+            backend,
+            url,
+            config,
+            database,
+            dir,
+        }
+    }
+
+    /// The test's own folder (it goes away with the test).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `duffy -c CONFIG ARGS…` (bounded) and returns its status, stdout and stderr.
+    pub async fn duffy(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_duffy"));
+        command
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = timeout(Duration::from_secs(120), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("duffy {args:?} timed out"))
+            .expect("run duffy");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Starts the server(s) on this storage.
+    pub async fn start(self) -> Duffy {
+        let Prepared {
+            backend,
+            url,
+            config,
+            database,
+            dir,
+        } = self;
         let cfg = config.to_str().expect("UTF-8 temp path").to_owned();
         let mut servers = Vec::new();
         let (legacy_port, v3_port) = match backend {
@@ -236,8 +308,32 @@ impl Duffy {
             v3_base: format!("http://127.0.0.1:{v3_port}"),
             http,
             config,
+            backend,
+            url,
             servers,
-            _database: database,
+            database,
+            dir,
+        }
+    }
+}
+
+impl Duffy {
+    /// Starts our server(s) for `backend` on fresh storage, with the compat configuration.
+    pub async fn start(backend: Backend) -> Duffy {
+        Prepared::new(backend, "").await.start().await
+    }
+
+    /// Stops the server(s) (killed, as a crash would) and hands back their storage.
+    pub async fn stop(mut self) -> Prepared {
+        for mut server in std::mem::take(&mut self.servers) {
+            let _ = server.child.kill().await;
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Prepared {
+            backend: self.backend,
+            url: self.url.clone(),
+            config: self.config.clone(),
+            database: self.database.take(),
             dir,
         }
     }
@@ -447,7 +543,7 @@ impl Server {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Server {
             name,
-            _child: child,
+            child,
             port,
             log,
         }

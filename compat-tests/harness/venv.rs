@@ -1,6 +1,7 @@
-//! The real clients' virtualenvs (`real-clients.md` §1): python-cicoclient 0.4.7 in
-//! `.venv-compat/cico` and `duffy[client]` 3.4.0 in `.venv-compat/duffy`, installed by the
-//! shared installer in `tests/common/venv.rs`.
+//! The real clients' virtualenvs: python-cicoclient 0.4.7 in `.venv-compat/cico`,
+//! `duffy[client]` 3.4.0 in `.venv-compat/duffy` and the original server 3.4.0 (for the
+//! source databases of `duffy import`) in `.venv-compat/duffy-app`, installed by the shared
+//! installer in `tests/common/venv.rs`.
 
 use std::path::PathBuf;
 
@@ -52,10 +53,41 @@ const DUFFY: Venv = Venv {
     ],
 };
 
+/// The original Duffy 3.4.0 as a server deployment has it (`setup-db`, `admin`, its
+/// database models), to make the source databases of `duffy import`. psycopg2 is built
+/// from source (libpq's headers and a C compiler are on the machine).
+const DUFFY_APP: Venv = Venv {
+    name: "duffy-app",
+    what: "duffy[app,database,sqlite,postgresql,admin]==3.4.0",
+    check: &[
+        "bin/python",
+        "-c",
+        "import duffy.database.model, duffy.version as v; print('duffy', v.__version__)",
+    ],
+    expect: "duffy 3.4.0",
+    requirements: &[
+        "duffy[app,database,sqlite,postgresql,admin]==3.4.0",
+        "SQLAlchemy==2.1.9",
+        "alembic==1.20.1",
+        "psycopg2==2.9.13",
+        "asyncpg==0.30.0",
+        "aiosqlite==0.21.0",
+        "bcrypt==4.3.0",
+        "pydantic==2.14.4",
+        "fastapi==0.115.14",
+        "celery==5.7.0",
+        "click==8.5.1",
+        "PyYAML==6.0.4",
+        "Jinja2==3.1.6",
+    ],
+};
+
 /// The outcome of the one installation attempt of this run, shared by all tests.
 static CICO_VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 /// The same for the duffy client.
 static DUFFY_VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
+/// The same for the original server.
+static DUFFY_APP_VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 
 /// The cico virtualenv's folder, installed on first use; panics with the cause (and the way
 /// to skip these tests) when it cannot be installed.
@@ -67,6 +99,12 @@ pub async fn cico_venv() -> PathBuf {
 /// [`cico_venv`]. Its `bin/duffy` is the original client: always call it by this full path.
 pub async fn duffy_venv() -> PathBuf {
     installed(&DUFFY, &DUFFY_VENV).await
+}
+
+/// The original Duffy 3.4.0 server's virtualenv, installed on first use; panics like
+/// [`cico_venv`].
+pub async fn duffy_app_venv() -> PathBuf {
+    installed(&DUFFY_APP, &DUFFY_APP_VENV).await
 }
 
 async fn installed(
