@@ -179,6 +179,8 @@ impl Engine {
     /// periodic round, which looks at every pool like `All`.
     pub async fn claim_fill(&self, scope: &FillScope) -> Result<Vec<Batch>, EngineError> {
         let mut runs = Vec::new();
+        self.load_assigned(matches!(scope, FillScope::All | FillScope::Nothing))
+            .await?;
         for pool in self.config().nodepools.concrete() {
             let Some(fill_level) = pool.fill_level else {
                 continue;
@@ -207,12 +209,34 @@ impl Engine {
         fill_level: i64,
     ) -> Result<Vec<Node>, EngineError> {
         let now = store::now();
-        if pool.reuse_nodes.is_none() && pool.max_ready_age.is_none() {
+        let assigned = self.has_assigned(&pool.name);
+        if pool.reuse_nodes.is_none() && pool.max_ready_age.is_none() && !assigned {
             // The common case, on every hand-out: one statement.
             return Ok(store::nodes::fill_to_level(self.db(), &pool.name, now, fill_level).await?);
         }
         let mut tx = self.db().begin().await?;
         store::nodes::lock_pool(&mut tx, &pool.name).await?;
+        // Unused nodes assigned to the pool go first; what they do not cover is filled as
+        // usual (the counts below see them in `provisioning`).
+        let mut adopted = Vec::new();
+        if assigned {
+            let quantity = fill_level - store::nodes::count_filling(&mut tx, &pool.name).await?;
+            let waiting = store::nodes::assigned_unused(&mut tx, &pool.name).await?;
+            let all_taken = i64::try_from(waiting.len()).unwrap_or(i64::MAX) <= quantity;
+            for mut node in waiting {
+                if adopted.len() as i64 >= quantity {
+                    break;
+                }
+                node.state = NodeState::Provisioning;
+                node.state_changed_at = now;
+                if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
+                    adopted.push(node);
+                }
+            }
+            if all_taken {
+                self.forget_assigned(&pool.name);
+            }
+        }
         // Ready nodes past `max-ready-age` get replacements first, a few at a time; they
         // are deprovisioned once the replacements are ready (see `claim_recycle`).
         let replacing = match pool.max_ready_age {
@@ -229,13 +253,15 @@ impl Engine {
             Some(wanted) => {
                 let quantity = target - store::nodes::count_filling(&mut tx, &pool.name).await?;
                 if quantity <= 0 {
-                    return Ok(Vec::new());
+                    tx.commit().await?;
+                    return Ok(adopted);
                 }
                 let wanted = match self.render_reuse_match(pool, wanted) {
                     Ok(w) => w,
                     Err(reason) => {
                         tracing::error!(pool.name = %pool.name, error = %reason, "pool {}: cannot match reusable nodes: {reason}; skipping its fill", pool.name);
-                        return Ok(Vec::new());
+                        tx.commit().await?;
+                        return Ok(adopted);
                     }
                 };
                 let mut claimed = Vec::new();
@@ -257,7 +283,38 @@ impl Engine {
             }
         };
         tx.commit().await?;
-        Ok(claimed)
+        adopted.extend(claimed);
+        Ok(adopted)
+    }
+
+    /// Reads which pools have unused nodes assigned to them, the first time or when
+    /// `again` (a full round).
+    async fn load_assigned(&self, again: bool) -> Result<(), EngineError> {
+        let known = self.assigned.lock().is_ok_and(|a| a.is_some());
+        if known && !again {
+            return Ok(());
+        }
+        let pools = store::nodes::pools_with_assigned_unused(self.db()).await?;
+        if let Ok(mut assigned) = self.assigned.lock() {
+            *assigned = Some(pools.into_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// Whether `pool` may have unused nodes assigned to it.
+    fn has_assigned(&self, pool: &str) -> bool {
+        self.assigned
+            .lock()
+            .is_ok_and(|a| a.as_ref().is_some_and(|set| set.contains(pool)))
+    }
+
+    /// `pool` has no unused node assigned to it any more.
+    fn forget_assigned(&self, pool: &str) {
+        if let Ok(mut assigned) = self.assigned.lock()
+            && let Some(set) = assigned.as_mut()
+        {
+            set.remove(pool);
+        }
     }
 
     /// Claims the ready nodes past their pool's `max-ready-age` that can go without the

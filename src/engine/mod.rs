@@ -55,6 +55,10 @@ pub struct Engine {
     handouts: group::Grouped<handouts::Request, handouts::Granted>,
     retires: group::Grouped<(i64, Option<i64>), Option<store::sessions::Session>>,
     run_results: group::Grouped<Vec<results::RunResult>, Vec<i64>>,
+    /// Pools that may hold `unused` nodes assigned to them (imported v2 hosts, nodes
+    /// registered with a pool): their fill provisions those first. `None` until the first
+    /// fill reads it from the database; every full round reads it again.
+    assigned: Mutex<Option<BTreeSet<String>>>,
 }
 
 /// The engine cannot start with this configuration.
@@ -234,6 +238,7 @@ impl Engine {
             handouts,
             retires,
             run_results,
+            assigned: Mutex::new(None),
         })
     }
 

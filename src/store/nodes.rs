@@ -557,6 +557,21 @@ pub async fn fill_to_level_in(
     Ok(nodes)
 }
 
+/// Unused nodes assigned to `pool` (hosts imported from Duffy v2, nodes registered with a
+/// pool), least used first: the pool's fill provisions them before anything else.
+pub async fn assigned_unused(tx: &mut Tx, pool: &str) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL AND pool = $1 \
+        AND state = 'unused' ORDER BY used_count, id";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).bind(pool).fetch_all(c).await)?)
+}
+
+/// The pools that have unused nodes assigned to them.
+pub async fn pools_with_assigned_unused(db: &Db) -> Result<Vec<String>, StoreError> {
+    const SQL: &str = "SELECT DISTINCT pool FROM nodes WHERE state = 'unused' \
+        AND retired_at IS NULL AND pool IS NOT NULL";
+    Ok(on_reader!(db, c => sqlx::query_scalar(SQL).fetch_all(c).await)?)
+}
+
 /// Unused reusable nodes outside any pool, in id order: candidates for `reuse-nodes` pools.
 pub async fn reusable_unused(tx: &mut Tx) -> Result<Vec<Node>, StoreError> {
     const SQL: &str = "SELECT * FROM nodes WHERE retired_at IS NULL AND pool IS NULL \

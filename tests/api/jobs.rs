@@ -344,7 +344,50 @@ async fn a_restart_reconciles_nodes_left_midway(backend: Backend) {
     );
 }
 
+/// Unused nodes assigned to a pool (as `duffy import` makes of v2 hosts, or as an admin
+/// registers them with a pool) are what the pool's fill provisions first; only the rest of
+/// the fill level is made new.
+async fn unused_nodes_assigned_to_a_pool_are_provisioned_first(backend: Backend) {
+    const CONFIG: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+nodepools:
+  concrete:
+    metal:
+      mechanism: {type: noop}
+      fill-level: 3
+"#;
+    let app = spawn_app_unfilled(backend, CONFIG).await;
+    let mut ids = Vec::new();
+    for i in 1..=4 {
+        let body = json!({"hostname": format!("host-{i}.example.test"), "ipaddr": format!("192.0.2.{i}"), "pool": "metal"});
+        let a = app.post("/api/v1/nodes", app.admin_auth(), &body).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        assert_eq!(a.body["node"]["state"], "unused");
+        ids.push(a.body["node"]["id"].as_i64().unwrap());
+    }
+    app.fill().await;
+    // Three of the four registered nodes were provisioned, nothing new was made.
+    let ready = app.node_ids("state=ready").await;
+    assert_eq!(ready.len(), 3, "{ready:?}");
+    assert!(ready.iter().all(|id| ids.contains(id)), "{ready:?} {ids:?}");
+    assert_eq!(app.node_ids("state=unused").await.len(), 1);
+    // A session takes two: the refill takes the last registered node, then makes one.
+    let a = app.request_session(app.admin_auth(), "metal", 2).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    app.fill().await;
+    let ready = app.node_ids("state=ready").await;
+    assert_eq!(ready.len(), 3, "{ready:?}");
+    assert!(app.node_ids("state=unused").await.is_empty());
+    let made: Vec<&i64> = ready.iter().filter(|id| !ids.contains(id)).collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "one new node beside the registered ones: {ready:?}"
+    );
+}
+
 both_backends!(
+    unused_nodes_assigned_to_a_pool_are_provisioned_first,
     pools_fill_to_their_level,
     retired_nodes_are_deprovisioned_and_the_pool_refilled,
     the_running_service_refills_and_deprovisions_by_itself,
