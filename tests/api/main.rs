@@ -7,6 +7,8 @@
 )]
 
 mod helpers;
+#[path = "../common/mariadb.rs"]
+mod mariadb;
 #[path = "../common/pg.rs"]
 mod pg;
 #[path = "../common/venv.rs"]
@@ -27,6 +29,7 @@ mod docs;
 mod jobs;
 mod legacy;
 mod legacy_admin;
+mod mariadb_harness;
 mod mechanisms;
 mod metrics;
 mod nodes;
