@@ -57,7 +57,7 @@ async fn original_with_data(backend: Backend) -> (Original, Vec<Tenant>, Value) 
 }
 
 /// The `new changed unchanged skipped kept` counts the report prints for `table`.
-fn counts(report: &str, table: &str) -> [usize; 5] {
+pub fn counts(report: &str, table: &str) -> [usize; 5] {
     let line = report
         .lines()
         .find(|l| l.split_whitespace().next() == Some(table))
@@ -71,7 +71,7 @@ fn counts(report: &str, table: &str) -> [usize; 5] {
 }
 
 /// Runs `duffy import ARGS…` and asserts that it succeeded; its report.
-async fn import(prepared: &Prepared, args: &[&str]) -> String {
+pub async fn import(prepared: &Prepared, args: &[&str]) -> String {
     let mut all = vec!["import"];
     all.extend_from_slice(args);
     let (ok, out, err) = prepared.duffy(&all).await;
@@ -80,7 +80,7 @@ async fn import(prepared: &Prepared, args: &[&str]) -> String {
 }
 
 /// Runs `duffy import ARGS…`, which must fail; its one-line error.
-async fn refused(prepared: &Prepared, args: &[&str]) -> String {
+pub async fn refused(prepared: &Prepared, args: &[&str]) -> String {
     let mut all = vec!["import"];
     all.extend_from_slice(args);
     let (ok, out, err) = prepared.duffy(&all).await;
@@ -91,7 +91,7 @@ async fn refused(prepared: &Prepared, args: &[&str]) -> String {
 }
 
 /// Every row of our tables, as text: equal dumps mean an unchanged database.
-async fn dump(prepared: &Prepared) -> String {
+pub async fn dump(prepared: &Prepared) -> String {
     let tables = [
         "tenants",
         "nodes",

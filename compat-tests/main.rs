@@ -17,6 +17,7 @@ mod harness;
 mod client;
 mod formats;
 mod import;
+mod import_v2;
 mod inventory;
 mod keys;
 mod node_done;

@@ -3,6 +3,9 @@
 
 pub mod cico;
 pub mod client;
+#[path = "../../tests/common/mariadb.rs"]
+#[allow(dead_code, reason = "the import tests use part of the shared harness")]
+pub mod mariadb;
 pub mod original;
 #[path = "../../tests/common/pg.rs"]
 mod pg;
