@@ -515,7 +515,83 @@ async fn the_unkeyed_inventory_needs_anonymous_reads(backend: Backend) {
     assert_eq!(hosts(&got).len(), 1);
 }
 
+/// Pools reached by exact, regex and templated entries; one shadowed by an earlier entry,
+/// one that no entry names.
+const INVENTORY_CONFIG: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+metaclient:
+  poolmap:
+    - {ver: "7", arch: x86_64, flavor: medium, pool: c7-medium}
+    - {ver: "7", arch: x86_64, pool: c7}
+    - {ver: "^(8|8-stream)$", arch: aarch64, pool: "c8-aarch64-{{ flavor }}"}
+    - {ver: "7", arch: x86_64, flavor: "^(small|large)$", pool: shadowed}
+nodepools:
+  abstract:
+    noop:
+      mechanism: {type: noop, noop: {hostname: "{{ pool }}-{{ id }}.noop.test"}}
+  concrete:
+    c7-medium: {extends: noop, fill-level: 1}
+    c7: {extends: noop, fill-level: 2}
+    c8-aarch64-tiny: {extends: noop, fill-level: 1}
+    shadowed: {extends: noop, fill-level: 1}
+    spare: {extends: noop, fill-level: 1}
+"#;
+
+/// The unkeyed inventory's `centos_version`, `architecture` and `flavor` are the v2 request
+/// leading to each node's pool, `null` where none does; an imported node's `data.v2` fills
+/// `chassis`, `distro`, `rel` and `console_port`.
+async fn the_unkeyed_inventory_shows_the_request_behind_each_pool(backend: Backend) {
+    let app = spawn_app_config(backend, INVENTORY_CONFIG).await;
+    let imported = json!({
+        "hostname": "old-host.lab.test", "ipaddr": "192.0.2.7", "pool": "c7",
+        "data": {"v2": {"chassis": "chassis-3", "distro": "centos", "rel": "7.9.2009",
+                        "console_port": 7003, "ver": "6", "arch": "i386", "comment": "1a2b3c"}}
+    });
+    let created = app.post("/api/v1/nodes", app.admin_auth(), &imported).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let (_, key) = app.tenant("job", None).await;
+    // v2's default request gets one of the c7 nodes.
+    let got = v2(&app, &format!("/Node/get?key={key}")).await;
+    let host = hosts(&got)[0].clone();
+    assert!(host.starts_with("c7-"), "{host}");
+    let ssid = ssid_in(&got);
+
+    let full = v2(&app, "/Inventory").await;
+    assert_eq!(full.status, 200, "{full:?}");
+    let rows = full.body.as_array().unwrap();
+    // 1 + 2 + 1 + 1 + 1 filled nodes and the imported one.
+    assert_eq!(rows.len(), 7, "{}", full.text);
+    let expected = |pool: &str| match pool {
+        "c7-medium" => json!(["7", "x86_64", "medium"]),
+        "c7" => json!(["7", "x86_64", null]),
+        "c8-aarch64-tiny" => json!(["8", "aarch64", "tiny"]),
+        "shadowed" | "spare" => json!([null, null, null]),
+        other => panic!("unexpected pool {other}"),
+    };
+    for row in rows {
+        let row = row.as_array().unwrap();
+        assert_eq!(row.len(), 14);
+        let pool = row[11].as_str().unwrap();
+        assert_eq!(json!([row[9], row[10], row[13]]), expected(pool), "{row:?}");
+        let v2_columns = json!([row[3], row[7], row[8], row[12]]);
+        if row[1] == "old-host.lab.test" {
+            assert_eq!(v2_columns, json!(["chassis-3", "centos", "7.9.2009", 7003]));
+            assert_eq!(row[5], "Active");
+            assert_eq!(row[6], Value::Null, "an old v2 comment is not an ssid");
+        } else {
+            assert_eq!(v2_columns, json!([null, null, null, null]), "{row:?}");
+        }
+        if row[1] == json!(host) {
+            assert_eq!(row[6], json!(ssid));
+            assert_eq!(row[5], "Deployed");
+        }
+    }
+    // The same again: the lookups are remembered, the answer does not change.
+    assert_eq!(v2(&app, "/Inventory").await.body, full.body);
+}
+
 both_backends!(
+    the_unkeyed_inventory_shows_the_request_behind_each_pool,
     a_v2_job_gets_lists_and_returns_nodes,
     v2_failures_have_their_v2_answers,
     failed_nodes_are_never_handed_out_again,
