@@ -590,8 +590,54 @@ async fn the_unkeyed_inventory_shows_the_request_behind_each_pool(backend: Backe
     assert_eq!(v2(&app, "/Inventory").await.body, full.body);
 }
 
+/// With the embedded default configuration, a bare `/Node/get?key=K` (v2's default request,
+/// `ver=7 arch=x86_64`, as a plain `cico node get` sends it) gets a node.
+async fn the_embedded_default_serves_v2_s_default_request(backend: Backend) {
+    let app = spawn_app_config(backend, duffy::config::EMBEDDED_DEFAULT).await;
+    let (_, key) = app.tenant("job", None).await;
+    let got = v2(&app, &format!("/Node/get?key={key}")).await;
+    let hosts = hosts(&got);
+    assert_eq!(hosts.len(), 1, "{got:?}");
+    assert!(
+        hosts[0].starts_with("virt-noop-centos-7-x86-64-"),
+        "{hosts:?}"
+    );
+    let ssid = ssid_in(&got);
+    let session = app
+        .get(&format!("/api/v1/sessions/{ssid}"), Auth::Bearer(&key))
+        .await;
+    assert_eq!(
+        session.body["session"]["nodes"][0]["pool"],
+        "virt-noop-centos-7-x86_64"
+    );
+    // cico's defaults spelled out.
+    let cico = v2(
+        &app,
+        &format!("/Node/get?key={key}&arch=x86_64&ver=7&count=1"),
+    )
+    .await;
+    assert_eq!(
+        cico.body["hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{cico:?}"
+    );
+    // Its inventory rows: the request of each pool, none for the metal pool no entry names.
+    let full = v2(&app, "/Inventory").await;
+    for row in full.body.as_array().unwrap() {
+        let expected = match row[11].as_str().unwrap() {
+            "virt-noop-centos-7-x86_64" => json!(["7", "x86_64", null]),
+            "virt-noop-centos-8s-x86_64" => json!(["8-stream", "x86_64", null]),
+            "virt-noop-centos-9s-x86_64" => json!(["9-stream", "x86_64", null]),
+            "metal-noop-centos-9s-x86_64" => json!([null, null, null]),
+            other => panic!("unexpected pool {other}"),
+        };
+        assert_eq!(json!([row[9], row[10], row[13]]), expected, "{row}");
+    }
+}
+
 both_backends!(
     the_unkeyed_inventory_shows_the_request_behind_each_pool,
+    the_embedded_default_serves_v2_s_default_request,
     a_v2_job_gets_lists_and_returns_nodes,
     v2_failures_have_their_v2_answers,
     failed_nodes_are_never_handed_out_again,
