@@ -103,6 +103,16 @@ async fn all_lists_every_known_node(backend: Backend) {
             } else {
                 Value::Null
             };
+            // The poolmap request that leads to the pool (the compat configuration's).
+            let (ver, arch, flavor) = match n["pool"].as_str().expect("pool") {
+                "c7-x86-64" => (json!("7"), json!("x86_64"), Value::Null),
+                "c7-x86-64-medium" => (json!("7"), json!("x86_64"), json!("medium")),
+                "c8-x86-64" => (json!("8"), json!("x86_64"), Value::Null),
+                "c8-aarch64-tiny" => (json!("8"), json!("aarch64"), json!("tiny")),
+                "c9s-slow" => (json!("9-stream"), json!("x86_64"), Value::Null),
+                "c6-never" => (json!("6"), json!("x86_64"), Value::Null),
+                other => panic!("unexpected pool {other}: {n}"),
+            };
             let row = json!({
                 "host_id": n["id"],
                 "hostname": n["hostname"],
@@ -113,11 +123,11 @@ async fn all_lists_every_known_node(backend: Backend) {
                 "comment": comment,
                 "distro": null,
                 "rel": null,
-                "centos_version": null,
-                "architecture": null,
+                "centos_version": ver,
+                "architecture": arch,
                 "node_pool": n["pool"],
                 "console_port": null,
-                "flavor": null,
+                "flavor": flavor,
             });
             (n["hostname"].as_str().expect("hostname").to_owned(), row)
         })

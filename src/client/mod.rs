@@ -564,6 +564,47 @@ mod tests {
     }
 
     #[test]
+    fn imported_v2_columns_are_read_leniently() {
+        use wire::{Scalar, V2Columns};
+        let body = r#"{"nodes":[
+            {"id":1,"state":"ready","data":{"v2":{"chassis":"ch-1","distro":"centos","rel":"7.9.2009","console_port":7001,"comment":"ab12","ver":"7","extra":{"deep":[1,2]}},"error":null}},
+            {"id":2,"state":"ready","data":{"v2":{"chassis":{"x":1},"distro":[1],"rel":true,"console_port":1.5}}},
+            {"id":3,"state":"ready","data":{"v2":"text"}},
+            {"id":4,"state":"ready","data":{"v2":null}},
+            {"id":5,"state":"ready","data":{"v2":[{"chassis":"x"}]}},
+            {"id":6,"state":"ready","data":{"v2":{"console_port":null,"rel":"8\u00e9"}}},
+            {"id":7,"state":"ready"}
+        ]}"#;
+        let nodes: Vec<Node> = field(body, "nodes").unwrap().unwrap();
+        let text = |t: &str| Some(Scalar::Text(t.into()));
+        assert_eq!(
+            nodes[0].data.v2,
+            V2Columns {
+                chassis: text("ch-1"),
+                distro: text("centos"),
+                rel: text("7.9.2009"),
+                console_port: Some(Scalar::Number(7001.into())),
+            }
+        );
+        assert_eq!(
+            nodes[1].data.v2,
+            V2Columns {
+                console_port: serde_json::Number::from_f64(1.5).map(Scalar::Number),
+                ..V2Columns::default()
+            }
+        );
+        for node in &nodes[2..5] {
+            assert_eq!(node.data.v2, V2Columns::default(), "node {}", node.id);
+        }
+        assert_eq!(nodes[5].data.v2.rel, text("8\u{e9}"));
+        assert_eq!(nodes[6].data.v2, V2Columns::default());
+        assert_eq!(
+            serde_json::to_string(&[text("a"), Some(Scalar::Number(3.into())), None]).unwrap(),
+            r#"["a",3,null]"#
+        );
+    }
+
+    #[test]
     fn keys_stay_out_of_debug_output() {
         let auth = Auth::Basic {
             name: "t".into(),

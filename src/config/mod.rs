@@ -507,7 +507,7 @@ mod tests {
         assert!(loaded.sources.is_empty());
         let c = &loaded.config;
         let concrete: Vec<_> = c.nodepools.concrete().collect();
-        assert_eq!(concrete.len(), 3);
+        assert_eq!(concrete.len(), 4);
         for pool in &concrete {
             assert!(
                 matches!(pool.mechanism, Some(MechanismConfig::Noop(_))),
@@ -538,6 +538,13 @@ mod tests {
                 .fill_level,
             Some(1)
         );
+        assert_eq!(
+            c.nodepools
+                .get("virt-noop-centos-7-x86_64")
+                .unwrap()
+                .fill_level,
+            Some(2)
+        );
         let defaults = c.defaults.as_ref().unwrap();
         assert_eq!(defaults.session_lifetime, chrono::TimeDelta::hours(6));
         assert_eq!(defaults.node_quota, 10);
@@ -547,6 +554,13 @@ mod tests {
         for entry in &c.metaclient.poolmap {
             assert!(c.nodepools.get(&entry.pool).is_some(), "{}", entry.pool);
         }
+        // v2's default request (a bare `/Node/get?key=K`) has a pool.
+        use crate::legacy::poolmap::{PoolMap, Wanted};
+        let poolmap = PoolMap::new(&c.metaclient.poolmap).unwrap();
+        assert_eq!(
+            poolmap.resolve(&Wanted::new(None, None, None)).as_deref(),
+            Some("virt-noop-centos-7-x86_64")
+        );
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
 

@@ -1,7 +1,14 @@
 //! `/Inventory`: the key's nodes as `[hostname, ssid]` pairs, or every node as a 14-column
 //! row (`legacy-v2.md` §5 f).
+//!
+//! A row's `centos_version`, `architecture` and `flavor` are those of the v2 request that
+//! leads to the node's pool through `metaclient.poolmap`
+//! ([`PoolMap::request_for`](super::poolmap::PoolMap::request_for)), looked
+//! up once per pool; `chassis`, `distro`, `rel` and `console_port` come from the node's
+//! `data.v2` when it was imported from a v2 database. Anything else v2 had is `null`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -13,6 +20,7 @@ use warp::reply::Response;
 
 use super::Legacy;
 use super::answer::{V2Error, json_reply};
+use super::poolmap::PoolRequest;
 use super::query::Params;
 use crate::client::{Auth, ClientError, Node, Session};
 use crate::engine::sessions::REPORTED_FAILED;
@@ -73,7 +81,12 @@ pub async fn inventory(legacy: &Legacy, params: Params) -> Result<Response, V2Er
                         legacy.client.list_nodes(&Auth::Anonymous),
                         legacy.client.list_sessions(&Auth::Anonymous),
                     )?;
-                    let rows = full_rows(&nodes, &sessions, |h| legacy.mangle(h));
+                    let rows = full_rows(
+                        &nodes,
+                        &sessions,
+                        |h| legacy.mangle(h),
+                        |pool| legacy.poolmap.request_for(pool),
+                    );
                     // About 100 bytes a row: one allocation instead of a dozen doublings.
                     let mut body = Vec::with_capacity(rows.len() * 100 + 2);
                     serde_json::to_writer(&mut body, &rows)
@@ -125,11 +138,13 @@ pub fn keyed_rows(mut sessions: Vec<Session>, mangle: impl Fn(&str) -> String) -
 
 /// One 14-column row per known node with a (non-empty) hostname, one per hostname, by
 /// node id. Rows borrow from `nodes` and are written straight to JSON: an inventory of
-/// 10,000 nodes builds no `Value` per cell.
+/// 10,000 nodes builds no `Value` per cell. `request_of` names the v2 request leading to a
+/// pool; it is asked once per distinct pool.
 pub fn full_rows<'a>(
     nodes: &'a [Node],
     sessions: &[Session],
     mangle: impl Fn(&str) -> String,
+    request_of: impl Fn(&str) -> Option<Arc<PoolRequest>>,
 ) -> Vec<FullRow<'a>> {
     let ssid_of: HashMap<i64, i64> = sessions
         .iter()
@@ -155,11 +170,18 @@ pub fn full_rows<'a>(
             }
         }
     }
+    let mut requests: HashMap<&str, Option<Arc<PoolRequest>>> = HashMap::new();
     let mut rows: Vec<FullRow> = chosen
         .into_iter()
         .map(|(hostname, node)| FullRow {
             hostname: mangle(hostname),
             ssid: ssid_of.get(&node.id).copied(),
+            request: node.pool.as_deref().and_then(|pool| {
+                requests
+                    .entry(pool)
+                    .or_insert_with(|| request_of(pool))
+                    .clone()
+            }),
             node,
         })
         .collect();
@@ -167,14 +189,16 @@ pub fn full_rows<'a>(
     rows
 }
 
-/// A row of the unkeyed inventory: `[id, hostname, ipaddr, null, used_count, state,
-/// "ssid", null, null, null, null, pool, null, null]` (`legacy-v2.md` §5 f).
+/// A row of the unkeyed inventory: `[id, hostname, ipaddr, chassis, used_count, state,
+/// "ssid", distro, rel, ver, arch, pool, console_port, flavor]` (`legacy-v2.md` §5 f).
 pub struct FullRow<'a> {
     node: &'a Node,
     /// The hostname as v2 shows it.
     hostname: String,
     /// The active session holding the node; written as text.
     ssid: Option<i64>,
+    /// The v2 request that leads to the node's pool, if any.
+    request: Option<Arc<PoolRequest>>,
 }
 
 impl serde::Serialize for FullRow<'_> {
@@ -187,20 +211,23 @@ impl serde::Serialize for FullRow<'_> {
             }
         }
         let n = self.node;
+        let old = &n.data.v2;
+        let request = self.request.as_deref();
         let mut row = serializer.serialize_tuple(14)?;
         row.serialize_element(&n.id)?;
         row.serialize_element(&self.hostname)?;
         row.serialize_element(&n.ipaddr)?;
-        row.serialize_element(&())?;
+        row.serialize_element(&old.chassis)?;
         row.serialize_element(&n.used_count)?;
         row.serialize_element(v2_state(n))?;
         row.serialize_element(&self.ssid.map(AsText))?;
-        for _ in 0..4 {
-            row.serialize_element(&())?;
-        }
+        row.serialize_element(&old.distro)?;
+        row.serialize_element(&old.rel)?;
+        row.serialize_element(&request.map(|r| &r.ver))?;
+        row.serialize_element(&request.map(|r| &r.arch))?;
         row.serialize_element(&n.pool)?;
-        row.serialize_element(&())?;
-        row.serialize_element(&())?;
+        row.serialize_element(&old.console_port)?;
+        row.serialize_element(&request.and_then(|r| r.flavor.as_ref()))?;
         row.end()
     }
 }
@@ -317,7 +344,12 @@ mod tests {
             node(5, Some(""), "provisioning"),
             node(4, Some("d.example.test"), "done"),
         ];
-        let rows = full_rows(&nodes, &[session(7, true, &[(2, "b.example.test")])], short);
+        let rows = full_rows(
+            &nodes,
+            &[session(7, true, &[(2, "b.example.test")])],
+            short,
+            |_| None,
+        );
         assert_eq!(
             serde_json::to_string(&rows).unwrap(),
             concat!(
@@ -337,9 +369,85 @@ mod tests {
             node(5, Some("c.example.test"), "failed"),
             node(6, Some("c.example.test"), "failed"),
         ];
-        let rows = full_rows(&nodes, &[session(9, true, &[(3, "b.example.test")])], short);
+        let rows = full_rows(
+            &nodes,
+            &[session(9, true, &[(3, "b.example.test")])],
+            short,
+            |_| None,
+        );
         let ids: Vec<i64> = rows.iter().map(|r| r.node.id).collect();
         assert_eq!(ids, [2, 3, 6]);
+    }
+
+    #[test]
+    fn pool_requests_and_imported_v2_columns_fill_their_columns() {
+        let with = |id: i64, pool: Option<&str>, data: Value| -> Node {
+            serde_json::from_value(json!({
+                "id": id, "hostname": format!("h{id}"), "ipaddr": "10.0.0.1", "pool": pool,
+                "state": "ready", "used_count": 0, "data": data
+            }))
+            .unwrap()
+        };
+        let imported = json!({"v2": {
+            "chassis": "ch-3", "distro": "centos", "rel": "7.9.2009", "console_port": 7003,
+            "comment": "5f1c2a", "ver": "7", "arch": "x86_64", "flavor": null, "ip": "x"
+        }});
+        let nodes = vec![
+            with(1, Some("c7"), imported),
+            with(2, Some("arm"), json!({})),
+            with(
+                3,
+                Some("unmapped"),
+                json!({"v2": {"chassis": {"odd": 1}, "rel": [7]}}),
+            ),
+            with(4, None, json!({"v2": "not an object"})),
+            with(5, Some("c7"), json!({})),
+        ];
+        let asked = std::cell::RefCell::new(Vec::new());
+        let request_of = |pool: &str| {
+            asked.borrow_mut().push(pool.to_owned());
+            let request = |ver: &str, arch: &str, flavor: Option<&str>| {
+                Some(Arc::new(PoolRequest {
+                    ver: ver.into(),
+                    arch: arch.into(),
+                    flavor: flavor.map(Into::into),
+                }))
+            };
+            match pool {
+                "c7" => request("7", "x86_64", None),
+                "arm" => request("8", "aarch64", Some("tiny")),
+                _ => None,
+            }
+        };
+        let rows = full_rows(&nodes, &[], |h| h.to_owned(), request_of);
+        assert_eq!(
+            serde_json::to_value(&rows).unwrap(),
+            json!([
+                [
+                    1, "h1", "10.0.0.1", "ch-3", 0, "Ready", null, "centos", "7.9.2009", "7",
+                    "x86_64", "c7", 7003, null
+                ],
+                [
+                    2, "h2", "10.0.0.1", null, 0, "Ready", null, null, null, "8", "aarch64", "arm",
+                    null, "tiny"
+                ],
+                [
+                    3, "h3", "10.0.0.1", null, 0, "Ready", null, null, null, null, null,
+                    "unmapped", null, null
+                ],
+                [
+                    4, "h4", "10.0.0.1", null, 0, "Ready", null, null, null, null, null, null,
+                    null, null
+                ],
+                [
+                    5, "h5", "10.0.0.1", null, 0, "Ready", null, null, null, "7", "x86_64", "c7",
+                    null, null
+                ],
+            ])
+        );
+        let mut asked = asked.into_inner();
+        asked.sort();
+        assert_eq!(asked, ["arm", "c7", "unmapped"], "once per distinct pool");
     }
 
     #[test]

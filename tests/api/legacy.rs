@@ -515,7 +515,129 @@ async fn the_unkeyed_inventory_needs_anonymous_reads(backend: Backend) {
     assert_eq!(hosts(&got).len(), 1);
 }
 
+/// Pools reached by exact, regex and templated entries; one shadowed by an earlier entry,
+/// one that no entry names.
+const INVENTORY_CONFIG: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+metaclient:
+  poolmap:
+    - {ver: "7", arch: x86_64, flavor: medium, pool: c7-medium}
+    - {ver: "7", arch: x86_64, pool: c7}
+    - {ver: "^(8|8-stream)$", arch: aarch64, pool: "c8-aarch64-{{ flavor }}"}
+    - {ver: "7", arch: x86_64, flavor: "^(small|large)$", pool: shadowed}
+nodepools:
+  abstract:
+    noop:
+      mechanism: {type: noop, noop: {hostname: "{{ pool }}-{{ id }}.noop.test"}}
+  concrete:
+    c7-medium: {extends: noop, fill-level: 1}
+    c7: {extends: noop, fill-level: 2}
+    c8-aarch64-tiny: {extends: noop, fill-level: 1}
+    shadowed: {extends: noop, fill-level: 1}
+    spare: {extends: noop, fill-level: 1}
+"#;
+
+/// The unkeyed inventory's `centos_version`, `architecture` and `flavor` are the v2 request
+/// leading to each node's pool, `null` where none does; an imported node's `data.v2` fills
+/// `chassis`, `distro`, `rel` and `console_port`.
+async fn the_unkeyed_inventory_shows_the_request_behind_each_pool(backend: Backend) {
+    let app = spawn_app_config(backend, INVENTORY_CONFIG).await;
+    let imported = json!({
+        "hostname": "old-host.lab.test", "ipaddr": "192.0.2.7", "pool": "c7",
+        "data": {"v2": {"chassis": "chassis-3", "distro": "centos", "rel": "7.9.2009",
+                        "console_port": 7003, "ver": "6", "arch": "i386", "comment": "1a2b3c"}}
+    });
+    let created = app.post("/api/v1/nodes", app.admin_auth(), &imported).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let (_, key) = app.tenant("job", None).await;
+    // v2's default request gets one of the c7 nodes.
+    let got = v2(&app, &format!("/Node/get?key={key}")).await;
+    let host = hosts(&got)[0].clone();
+    assert!(host.starts_with("c7-"), "{host}");
+    let ssid = ssid_in(&got);
+
+    let full = v2(&app, "/Inventory").await;
+    assert_eq!(full.status, 200, "{full:?}");
+    let rows = full.body.as_array().unwrap();
+    // 1 + 2 + 1 + 1 + 1 filled nodes and the imported one.
+    assert_eq!(rows.len(), 7, "{}", full.text);
+    let expected = |pool: &str| match pool {
+        "c7-medium" => json!(["7", "x86_64", "medium"]),
+        "c7" => json!(["7", "x86_64", null]),
+        "c8-aarch64-tiny" => json!(["8", "aarch64", "tiny"]),
+        "shadowed" | "spare" => json!([null, null, null]),
+        other => panic!("unexpected pool {other}"),
+    };
+    for row in rows {
+        let row = row.as_array().unwrap();
+        assert_eq!(row.len(), 14);
+        let pool = row[11].as_str().unwrap();
+        assert_eq!(json!([row[9], row[10], row[13]]), expected(pool), "{row:?}");
+        let v2_columns = json!([row[3], row[7], row[8], row[12]]);
+        if row[1] == "old-host.lab.test" {
+            assert_eq!(v2_columns, json!(["chassis-3", "centos", "7.9.2009", 7003]));
+            assert_eq!(row[5], "Active");
+            assert_eq!(row[6], Value::Null, "an old v2 comment is not an ssid");
+        } else {
+            assert_eq!(v2_columns, json!([null, null, null, null]), "{row:?}");
+        }
+        if row[1] == json!(host) {
+            assert_eq!(row[6], json!(ssid));
+            assert_eq!(row[5], "Deployed");
+        }
+    }
+    // The same again: the lookups are remembered, the answer does not change.
+    assert_eq!(v2(&app, "/Inventory").await.body, full.body);
+}
+
+/// With the embedded default configuration, a bare `/Node/get?key=K` (v2's default request,
+/// `ver=7 arch=x86_64`, as a plain `cico node get` sends it) gets a node.
+async fn the_embedded_default_serves_v2_s_default_request(backend: Backend) {
+    let app = spawn_app_config(backend, duffy::config::EMBEDDED_DEFAULT).await;
+    let (_, key) = app.tenant("job", None).await;
+    let got = v2(&app, &format!("/Node/get?key={key}")).await;
+    let hosts = hosts(&got);
+    assert_eq!(hosts.len(), 1, "{got:?}");
+    assert!(
+        hosts[0].starts_with("virt-noop-centos-7-x86-64-"),
+        "{hosts:?}"
+    );
+    let ssid = ssid_in(&got);
+    let session = app
+        .get(&format!("/api/v1/sessions/{ssid}"), Auth::Bearer(&key))
+        .await;
+    assert_eq!(
+        session.body["session"]["nodes"][0]["pool"],
+        "virt-noop-centos-7-x86_64"
+    );
+    // cico's defaults spelled out.
+    let cico = v2(
+        &app,
+        &format!("/Node/get?key={key}&arch=x86_64&ver=7&count=1"),
+    )
+    .await;
+    assert_eq!(
+        cico.body["hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{cico:?}"
+    );
+    // Its inventory rows: the request of each pool, none for the metal pool no entry names.
+    let full = v2(&app, "/Inventory").await;
+    for row in full.body.as_array().unwrap() {
+        let expected = match row[11].as_str().unwrap() {
+            "virt-noop-centos-7-x86_64" => json!(["7", "x86_64", null]),
+            "virt-noop-centos-8s-x86_64" => json!(["8-stream", "x86_64", null]),
+            "virt-noop-centos-9s-x86_64" => json!(["9-stream", "x86_64", null]),
+            "metal-noop-centos-9s-x86_64" => json!([null, null, null]),
+            other => panic!("unexpected pool {other}"),
+        };
+        assert_eq!(json!([row[9], row[10], row[13]]), expected, "{row}");
+    }
+}
+
 both_backends!(
+    the_unkeyed_inventory_shows_the_request_behind_each_pool,
+    the_embedded_default_serves_v2_s_default_request,
     a_v2_job_gets_lists_and_returns_nodes,
     v2_failures_have_their_v2_answers,
     failed_nodes_are_never_handed_out_again,

@@ -125,7 +125,7 @@ async fn the_readme_walkthrough_works_as_printed() {
         serde_json::from_str(outputs[i])
             .unwrap_or_else(|e| panic!("line {} printed {:?}: {e}", i + 1, outputs[i]))
     };
-    assert_eq!(json(0)["pools"].as_array().unwrap().len(), 3);
+    assert_eq!(json(0)["pools"].as_array().unwrap().len(), 4);
     assert_eq!(outputs[1], "", "the key line prints nothing");
     let session = json(2);
     assert_eq!(session["action"], "post", "{session}");
@@ -143,5 +143,44 @@ async fn the_readme_walkthrough_works_as_printed() {
     let host = v2["hosts"][0].as_str().unwrap();
     assert!(host.starts_with("virt-noop-centos-9s-x86-64-"), "{host}");
     assert_eq!(json(7), serde_json::json!([[host, "2"]]));
+
+    // v2's default request, as a bare script or a plain `cico node get` sends it, gets a
+    // node of the CentOS 7 pool (once that pool has filled).
+    let pool = format!("http://127.0.0.1:{port}/api/v1/pools/virt-noop-centos-7-x86_64");
+    for _ in 0..200 {
+        let body: serde_json::Value = client
+            .get(&pool)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["pool"]["levels"]["ready"].as_i64() == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bare: serde_json::Value = client
+        .get(format!(
+            "http://127.0.0.1:{port}/Node/get?key={}",
+            key.trim()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bare["ssid"], "3", "{bare}");
+    let hosts = bare["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{bare}");
+    assert!(
+        hosts[0]
+            .as_str()
+            .unwrap()
+            .starts_with("virt-noop-centos-7-x86-64-"),
+        "{bare}"
+    );
     server.kill().await.ok();
 }
