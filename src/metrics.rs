@@ -4,11 +4,18 @@
 //! events are recorded through [`Metrics`], which the engine, the API and the v2 layer
 //! share. Counters and histograms are kept as events happen; the gauges that describe
 //! the database (nodes per pool and state, active sessions per tenant, pauses) are read
-//! from it when `/metrics` is scraped, so they are never stale.
+//! from it when `/metrics` is scraped and rendered from that reading alone ([`Gauges`]),
+//! so they are never stale: a pool retired since the last scrape is gone, not frozen at
+//! its last counts.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use metrics::{Label, Recorder, with_local_recorder};
+use metrics::{Recorder, with_local_recorder};
+use metrics_exporter_prometheus::formatting::{
+    sanitize_label_key, sanitize_label_value, write_help_line, write_type_line,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// Histogram buckets (seconds): from a fast HTTP answer to a slow Ansible run.
@@ -101,13 +108,6 @@ impl Metrics {
                 _ => r.describe_histogram(key, Some(metrics::Unit::Seconds), text),
             }
         };
-        help("duffy_nodes", "Live nodes by pool and state.", 'g');
-        help("duffy_sessions_active", "Active sessions by tenant.", 'g');
-        help(
-            "duffy_allocations_paused",
-            "1 while allocations of the scope (a pool, or * for the service) are paused.",
-            'g',
-        );
         help(
             "duffy_session_requests_total",
             "Session requests by outcome (granted, cant_reserve, quota, paused, …).",
@@ -193,24 +193,73 @@ impl Metrics {
         });
     }
 
-    /// Sets a gauge read from the database at scrape time.
-    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
-        let labels: Vec<Label> = labels
-            .iter()
-            .map(|(k, v)| Label::new(*k, v.clone()))
-            .collect();
-        self.with(|| metrics::gauge!(name, labels).set(value));
-    }
-
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// The metrics in Prometheus' text format, with the gauges of a database reading.
+    pub fn render_with(&self, gauges: &Gauges) -> String {
+        let mut text = self.handle.render();
+        gauges.render_into(&mut text);
+        text
     }
 
     /// Folds recorded histogram samples into their buckets; run it periodically so that
     /// samples do not pile up between scrapes.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
+    }
+}
+
+/// The gauges `/metrics` reads from the database, with their help texts.
+const GAUGE_HELP: [(&str, &str); 3] = [
+    ("duffy_nodes", "Live nodes by pool and state."),
+    ("duffy_sessions_active", "Active sessions by tenant."),
+    (
+        "duffy_allocations_paused",
+        "1 while allocations of the scope (a pool, or * for the service) are paused.",
+    ),
+];
+
+/// One reading of the gauges that describe the database. They are not kept in the
+/// recorder, which can only add label sets: rendered from the reading of each scrape,
+/// a label set the database no longer has (a retired pool's nodes) is no longer shown.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Rendered label sets and values, by gauge name.
+    families: BTreeMap<&'static str, BTreeMap<String, f64>>,
+}
+
+impl Gauges {
+    /// Sets one gauge of the reading; setting the same labels again replaces the value.
+    pub fn set(&mut self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| format!("{}=\"{}\"", sanitize_label_key(k), sanitize_label_value(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.families.entry(name).or_default().insert(labels, value);
+    }
+
+    /// Appends the reading in Prometheus' text format, written with the exporter's own
+    /// helpers as the recorder writes its families: help, type, one line per label set,
+    /// a blank line.
+    fn render_into(&self, out: &mut String) {
+        for (name, samples) in &self.families {
+            if let Some((_, help)) = GAUGE_HELP.iter().find(|(n, _)| n == name) {
+                write_help_line(out, name, None, None, help);
+            }
+            write_type_line(out, name, None, None, "gauge");
+            for (labels, value) in samples {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
+            }
+            out.push('\n');
+        }
     }
 }
 
@@ -286,13 +335,14 @@ mod tests {
         m.session_request(SessionOutcome::Granted, Some(Duration::from_millis(3)));
         m.session_request(SessionOutcome::Quota, None);
         m.http_request("GET", "/api/v1/pools", 200, Duration::from_millis(1));
-        m.gauge(
+        let mut gauges = Gauges::default();
+        gauges.set(
             "duffy_nodes",
             &[("pool", "p".into()), ("state", "ready".into())],
             3.0,
         );
         m.upkeep();
-        let text = m.render();
+        let text = m.render_with(&gauges);
         assert!(
             text.contains(r#"duffy_session_requests_total{outcome="granted"} 1"#),
             "{text}"
@@ -315,5 +365,44 @@ mod tests {
         );
         // Two sets of metrics know nothing of each other.
         assert!(!Metrics::new().render().contains("granted"));
+    }
+
+    #[test]
+    fn gauges_show_only_the_last_reading() {
+        let m = Metrics::new();
+        let mut first = Gauges::default();
+        first.set("duffy_nodes", &[("pool", "gone".into())], 2.0);
+        first.set("duffy_nodes", &[("pool", "kept".into())], 1.0);
+        first.set("duffy_nodes", &[("pool", "kept".into())], 4.0);
+        let text = m.render_with(&first);
+        assert!(
+            text.contains(
+                "# HELP duffy_nodes Live nodes by pool and state.\n\
+                 # TYPE duffy_nodes gauge\n\
+                 duffy_nodes{pool=\"gone\"} 2\n\
+                 duffy_nodes{pool=\"kept\"} 4\n\n"
+            ),
+            "{text}"
+        );
+        let mut second = Gauges::default();
+        second.set("duffy_nodes", &[("pool", "kept".into())], 4.0);
+        let text = m.render_with(&second);
+        assert!(!text.contains("gone"), "{text}");
+        assert!(text.contains("duffy_nodes{pool=\"kept\"} 4\n"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut gauges = Gauges::default();
+        gauges.set(
+            "duffy_sessions_active",
+            &[("tenant", "a\"b\nc".into())],
+            1.0,
+        );
+        let text = Metrics::new().render_with(&gauges);
+        assert!(
+            text.contains(r#"duffy_sessions_active{tenant="a\"b\nc"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use warp::reply::{Reply, Response};
 use crate::api::error::ApiError;
 use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::EngineError;
-use crate::metrics::Metrics;
+use crate::metrics::{Gauges, Metrics};
 use crate::store::{self, nodes::NodeState, pauses};
 
 /// The Prometheus text format's content type.
@@ -28,28 +28,34 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Renders every metric, after reading the gauges from the database.
+/// Renders every metric, with the gauges read from the database now.
 pub async fn show_metrics(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
-    refresh_gauges(&state).await?;
-    Ok(text(state.engine.metrics()))
+    let gauges = read_gauges(&state).await?;
+    Ok(text_with(state.engine.metrics(), &gauges))
 }
 
-/// The rendering as an HTTP answer.
+/// The rendering as an HTTP answer (a process without a database: `serve-legacy`).
 pub fn text(metrics: &Metrics) -> Response {
+    text_with(metrics, &Gauges::default())
+}
+
+/// The rendering, with a reading of the database's gauges, as an HTTP answer.
+fn text_with(metrics: &Metrics, gauges: &Gauges) -> Response {
     metrics.upkeep();
-    let mut response = metrics.render().into_response();
+    let mut response = metrics.render_with(gauges).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     response
 }
 
-/// Sets the node, session and pause gauges from the database. Every configured pool gets
-/// every state (0 when empty), so a count that drops to zero is reported as zero.
-async fn refresh_gauges(state: &State) -> Result<(), EngineError> {
+/// Reads the node, session and pause gauges from the database. Every configured pool gets
+/// every state (0 when empty), so a count that drops to zero is reported as zero; a pool
+/// no longer configured is shown while it has live nodes (until it is retired).
+async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
     let engine = &state.engine;
-    let metrics = engine.metrics();
+    let mut gauges = Gauges::default();
     let counts = store::nodes::count_by_pool_state(engine.db()).await?;
     let mut pools: Vec<String> = engine
         .config()
@@ -69,7 +75,7 @@ async fn refresh_gauges(state: &State) -> Result<(), EngineError> {
                 .iter()
                 .find(|(p, s, _)| p.as_deref().unwrap_or_default() == pool && *s == node_state)
                 .map_or(0, |(_, _, n)| *n);
-            metrics.gauge(
+            gauges.set(
                 "duffy_nodes",
                 &[("pool", pool.clone()), ("state", node_state.to_string())],
                 n as f64,
@@ -77,18 +83,18 @@ async fn refresh_gauges(state: &State) -> Result<(), EngineError> {
         }
     }
     for (tenant, n) in store::sessions::active_by_tenant(engine.db()).await? {
-        metrics.gauge("duffy_sessions_active", &[("tenant", tenant)], n as f64);
+        gauges.set("duffy_sessions_active", &[("tenant", tenant)], n as f64);
     }
     let paused = store::pauses::list(engine.db()).await?;
     let scopes = std::iter::once(pauses::SERVICE.to_owned())
         .chain(engine.config().nodepools.concrete().map(|p| p.name.clone()));
     for scope in scopes {
         let on = paused.iter().any(|p| p.scope == scope);
-        metrics.gauge(
+        gauges.set(
             "duffy_allocations_paused",
             &[("scope", scope)],
             if on { 1.0 } else { 0.0 },
         );
     }
-    Ok(())
+    Ok(gauges)
 }

@@ -12,6 +12,7 @@ use utoipa::openapi::{RefOr, Schema};
 use crate::config::seconds_json;
 use crate::engine::backoff::Failing;
 use crate::engine::pools::Levels;
+use crate::engine::retire_pool::PoolRetirement;
 use crate::engine::sessions::SessionView;
 use crate::engine::{Effective, Engine, seconds};
 use crate::store::nodes::Node;
@@ -377,6 +378,55 @@ impl<'a> PoolOut<'a> {
     }
 }
 
+/// What retiring a pool did (extension): how many live nodes it retired, what the purge
+/// deleted (`null` without `purge`), and whether the pool's pause was lifted.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RetiredPool)]
+pub struct RetiredPoolOut<'a> {
+    name: &'a str,
+    retired: RetiredNodesOut,
+    purged: Option<PurgedOut>,
+    pause_lifted: bool,
+}
+
+/// The live nodes a pool's retirement retired.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PoolRetiredNodes)]
+pub struct RetiredNodesOut {
+    /// Nodes that were live and are now `done`.
+    nodes: u64,
+}
+
+/// The rows a pool's purge deleted.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PoolPurge)]
+pub struct PurgedOut {
+    /// Node rows of the pool, retired ones included.
+    nodes: u64,
+    /// Links between sessions and the pool's nodes.
+    sessions_nodes: u64,
+    /// Sessions that held nothing but the pool's nodes.
+    sessions: u64,
+}
+
+impl<'a> RetiredPoolOut<'a> {
+    /// What a retirement did, as the API shows it.
+    pub fn new(done: &'a PoolRetirement) -> Self {
+        RetiredPoolOut {
+            name: &done.pool,
+            retired: RetiredNodesOut {
+                nodes: done.retired_nodes,
+            },
+            purged: done.purged.map(|p| PurgedOut {
+                nodes: p.nodes,
+                sessions_nodes: p.sessions_nodes,
+                sessions: p.sessions,
+            }),
+            pause_lifted: done.pause_lifted,
+        }
+    }
+}
+
 /// Who paused allocations, when and why (extension).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Pause)]
@@ -508,7 +558,7 @@ impl From<Levels> for LevelsOut {
 pub mod docs {
     use utoipa::ToSchema;
 
-    use super::{HeldNodeOut, NodeOut, PoolOut, ServiceOut, SessionOut, TenantOut};
+    use super::{HeldNodeOut, NodeOut, PoolOut, RetiredPoolOut, ServiceOut, SessionOut, TenantOut};
     use crate::api::validate::FieldError;
 
     macro_rules! answer {
@@ -528,12 +578,24 @@ pub mod docs {
     answer!(SessionsAnswer, "get", sessions: Vec<SessionOut<'static>>, "Active sessions.");
     answer!(PoolAnswer, "get", pool: PoolOut<'static>, "One pool with its levels.");
     answer!(PoolsAnswer, "get", pools: Vec<PoolOut<'static>>, "The pools clients may ask for.");
+    answer!(RetiredPoolAnswer, "put", pool: RetiredPoolOut<'static>, "What retiring a pool did.");
     answer!(NodeAnswer, "get", node: NodeOut<'static>, "One node.");
     answer!(NodesAnswer, "get", nodes: Vec<NodeOut<'static>>, "Live nodes.");
     answer!(TenantAnswer, "get", tenant: TenantOut<'static>, "One tenant.");
     answer!(TenantsAnswer, "get", tenants: Vec<TenantOut<'static>>, "Tenants.");
     answer!(ServiceAnswer, "get", service: ServiceOut, "The service and its pauses.");
     answer!(OvertimeAnswer, "get", overtime: Vec<HeldNodeOut<'static>>, "Nodes held past the threshold.");
+
+    /// What `PUT /pools/{name}` answers: the pool, after a pause change; what was done,
+    /// after an action.
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub enum PoolUpdateAnswer {
+        /// After `{"paused": …}`: the pool with its levels and pause.
+        Pool(PoolAnswer),
+        /// After `{"action": "retire"}`: what was retired and purged.
+        Retired(RetiredPoolAnswer),
+    }
 
     /// What an error's `detail` holds: a text, or the list of invalid fields (422).
     #[derive(serde::Serialize, ToSchema)]
@@ -588,6 +650,29 @@ mod tests {
         assert_eq!(format_ts(t), "2026-11-22T02:36:26Z");
         let t = t + chrono::TimeDelta::microseconds(300_890);
         assert_eq!(format_ts(t), "2026-11-22T02:36:26.300890Z");
+    }
+
+    #[test]
+    fn retired_pools_show_their_counts() {
+        let mut done = PoolRetirement {
+            pool: "gone".into(),
+            retired_nodes: 3,
+            purged: None,
+            pause_lifted: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&envelope("put", "pool", RetiredPoolOut::new(&done))).unwrap(),
+            r#"{"action":"put","pool":{"name":"gone","retired":{"nodes":3},"purged":null,"pause_lifted":true}}"#
+        );
+        done.purged = Some(crate::engine::retire_pool::Purged {
+            nodes: 5,
+            sessions_nodes: 7,
+            sessions: 2,
+        });
+        assert_eq!(
+            serde_json::to_value(RetiredPoolOut::new(&done)).unwrap()["purged"],
+            serde_json::json!({"nodes": 5, "sessions_nodes": 7, "sessions": 2})
+        );
     }
 
     #[test]

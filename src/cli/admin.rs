@@ -1,8 +1,8 @@
 //! `duffy admin`: tenants managed directly in the database, with the original's output
-//! lines (`cli.md` §3) so that scripts around them keep working; ours: the node, pause and
-//! overtime controls of the admin API, on the database too (they work while the server is
-//! down; the server sees their effect at once). Provisioning and deprovisioning runs they
-//! start are made by this process, which waits for them.
+//! lines (`cli.md` §3) so that scripts around them keep working; ours: the node, pause,
+//! overtime and pool-retirement controls of the admin API, on the database too (they
+//! work while the server is down; the server sees their effect at once). Provisioning and
+//! deprovisioning runs they start are made by this process, which waits for them.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::app;
 use crate::config::{LoadedConfig, parse_config_duration_str, python_timedelta};
 use crate::contextualize::Ssh;
 use crate::engine::admin::{NodeAction, NodeCommand, cli_actor};
+use crate::engine::retire_pool::RetirePool;
 use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
 use crate::engine::{Engine, EngineError, seconds};
 use crate::mechanisms::Mechanisms;
@@ -42,7 +43,7 @@ pub enum AdminCommand {
     Ops(OpsCommand),
 }
 
-/// Nodes, pauses and overtime: the admin API's controls on the database.
+/// Nodes, pauses, overtime and retired pools: the admin API's controls on the database.
 #[derive(Debug, Subcommand)]
 pub enum OpsCommand {
     /// List live nodes, optionally by state and pool.
@@ -65,6 +66,9 @@ pub enum OpsCommand {
     ListPauses,
     /// List nodes held by sessions for longer than a threshold.
     ListOvertime(OvertimeArgs),
+    /// Retire a pool removed from the configuration: its live nodes end done (no
+    /// mechanism runs); with --purge its history is deleted too.
+    RetirePool(RetirePoolArgs),
 }
 
 /// `list-nodes [--state STATE]… [--pool POOL]`
@@ -108,6 +112,20 @@ pub struct PauseArgs {
     #[arg(long)]
     pool: Option<String>,
     /// Why; shown to clients in the 503 they get.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+/// `retire-pool NAME [--purge] [--reason TEXT]`
+#[derive(Debug, Args)]
+pub struct RetirePoolArgs {
+    /// The pool, no longer in the configuration.
+    name: String,
+    /// Also delete its history: its nodes, their links to sessions, and the sessions left
+    /// without any node.
+    #[arg(long)]
+    purge: bool,
+    /// Why; recorded in each retired node's data.admin_log.
     #[arg(long, default_value = "")]
     reason: String,
 }
@@ -362,7 +380,7 @@ async fn execute(engine: &Engine, command: AdminCommand) -> ExitCode {
     }
 }
 
-/// Runs the node, pause and overtime commands.
+/// Runs the node, pause, overtime and pool commands.
 async fn execute_ops(engine: &Engine, command: &OpsCommand) -> ExitCode {
     let actor = cli_actor();
     let node_command = |id: i64, action, reason: &str, pool: Option<&String>| {
@@ -379,6 +397,7 @@ async fn execute_ops(engine: &Engine, command: &OpsCommand) -> ExitCode {
         OpsCommand::ListNodes(args) => return list_nodes(engine, args).await,
         OpsCommand::ListPauses => return list_pauses(engine).await,
         OpsCommand::ListOvertime(args) => return list_overtime(engine, args).await,
+        OpsCommand::RetirePool(args) => return retire_pool(engine, &actor, args).await,
         OpsCommand::PauseAllocations(args) => {
             let scope = args.pool.as_deref();
             return match engine.pause(&actor, scope, &args.reason).await {
@@ -478,6 +497,34 @@ async fn list_nodes(engine: &Engine, args: &ListNodesArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => super::report_error("list-nodes", e),
+    }
+}
+
+/// `OK: NAME: retired_nodes=N pause_lifted=True|False`, and with `--purge`
+/// `purged_nodes=N purged_sessions_nodes=N purged_sessions=N` on the same line.
+async fn retire_pool(engine: &Engine, actor: &str, args: &RetirePoolArgs) -> ExitCode {
+    let request = RetirePool {
+        purge: args.purge,
+        reason: args.reason.clone(),
+    };
+    match engine.retire_pool(actor, &args.name, &request).await {
+        Ok(done) => {
+            let mut line = format!(
+                "OK: {}: retired_nodes={} pause_lifted={}",
+                done.pool,
+                done.retired_nodes,
+                py_bool(done.pause_lifted)
+            );
+            if let Some(p) = done.purged {
+                line.push_str(&format!(
+                    " purged_nodes={} purged_sessions_nodes={} purged_sessions={}",
+                    p.nodes, p.sessions_nodes, p.sessions
+                ));
+            }
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::report_error(&args.name, e),
     }
 }
 

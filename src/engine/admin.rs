@@ -105,7 +105,7 @@ pub fn cli_actor() -> String {
 }
 
 /// Appends an action to `data.admin_log`, keeping the last [`ADMIN_LOG_LIMIT`].
-fn log_action(node: &mut Node, entry: Value) {
+pub(super) fn log_action(node: &mut Node, entry: Value) {
     let log = node
         .data
         .0

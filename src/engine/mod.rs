@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod pools;
 pub mod recent;
 mod results;
+pub mod retire_pool;
 pub mod sessions;
 pub mod tenants;
 

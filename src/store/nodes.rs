@@ -624,6 +624,70 @@ pub async fn stuck(
         .await)?)
 }
 
+/// The nodes of pool `$1`, as a condition on `nodes n`: the nodes in it, and those out
+/// of every pool that served it alone (deprovisioned ones, which leave their pool, and ones
+/// failed because their pool was no longer configured). A reusable machine back in stock
+/// belongs to no pool, whatever it served. Both halves start from an index (`nodes_pool`,
+/// `sessions_nodes_pool`), never from the pool-less nodes of the whole history.
+macro_rules! of_pool {
+    () => {
+        "(n.pool = $1 OR (n.id IN (SELECT l.node_id FROM sessions_nodes l WHERE l.pool = $1) \
+        AND n.pool IS NULL AND n.reusable = FALSE \
+        AND NOT EXISTS (SELECT 1 FROM sessions_nodes o WHERE o.node_id = n.id AND o.pool <> $1)))"
+    };
+}
+pub(crate) use of_pool;
+
+/// Whether any node or any session's node names pool `pool`: whether the database has
+/// heard of it at all.
+pub async fn pool_is_known(tx: &mut Tx, pool: &str) -> Result<bool, StoreError> {
+    const SQL: &str = "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM nodes WHERE pool = $1 LIMIT 1) a) \
+        + (SELECT COUNT(*) FROM (SELECT 1 FROM sessions_nodes WHERE pool = $1 LIMIT 1) b)";
+    let found: i64 = on_tx!(tx, c => sqlx::query_scalar(SQL).bind(pool).fetch_one(c).await)?;
+    Ok(found > 0)
+}
+
+/// The live nodes of a pool (see `of_pool!`), in id order, locked on PostgreSQL until the
+/// transaction ends: retiring a pool.
+pub async fn lock_live_of_pool(tx: &mut Tx, pool: &str) -> Result<Vec<Node>, StoreError> {
+    const SQLITE: &str = concat!(
+        "SELECT * FROM nodes n WHERE n.retired_at IS NULL AND ",
+        of_pool!(),
+        " ORDER BY n.id"
+    );
+    const POSTGRES: &str = concat!(
+        "SELECT * FROM nodes n WHERE n.retired_at IS NULL AND ",
+        of_pool!(),
+        " ORDER BY n.id FOR UPDATE"
+    );
+    Ok(
+        on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+            sqlx::query_as(sql).bind(pool).fetch_all(c).await
+        })?,
+    )
+}
+
+/// Puts the nodes of a pool that are out of every pool (see `of_pool!`) back under its
+/// name, so that the statements purging the pool's history find all of its nodes by
+/// `pool = $1` even once their links are gone. Only for a transaction that then deletes
+/// them ([`delete_of_pool`]); returns how many there were.
+pub async fn name_pool_leftovers(tx: &mut Tx, pool: &str) -> Result<u64, StoreError> {
+    const SQL: &str = concat!(
+        "UPDATE nodes SET pool = $1 WHERE id IN (SELECT n.id FROM nodes n WHERE n.pool IS NULL AND ",
+        of_pool!(),
+        ")"
+    );
+    Ok(on_tx!(tx, c => sqlx::query(SQL).bind(pool).execute(c).await.map(|r| r.rows_affected()))?)
+}
+
+/// Deletes every node of a pool, retired ones too; no session may link to them any more.
+/// Returns how many were deleted. Ids are never handed out again: SQLite's tables are
+/// `AUTOINCREMENT`, PostgreSQL's identity columns never go back.
+pub async fn delete_of_pool(tx: &mut Tx, pool: &str) -> Result<u64, StoreError> {
+    const SQL: &str = "DELETE FROM nodes WHERE pool = $1";
+    Ok(on_tx!(tx, c => sqlx::query(SQL).bind(pool).execute(c).await.map(|r| r.rows_affected()))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -316,6 +316,65 @@ pub async fn active_holder(tx: &mut Tx, node_id: i64) -> Result<Option<i64>, Sto
     Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(node_id).fetch_optional(c).await)?)
 }
 
+/// The active sessions holding a node of pool `$1` (see `nodes::of_pool!`) or one handed
+/// out from it, in id order: a pool is not retired under its tenants' feet.
+pub async fn active_holding_pool(tx: &mut Tx, pool: &str) -> Result<Vec<i64>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT DISTINCT s.id FROM sessions s JOIN sessions_nodes sn ON sn.session_id = s.id \
+        JOIN nodes n ON n.id = sn.node_id WHERE s.retired_at IS NULL AND (sn.pool = $1 OR ",
+        super::nodes::of_pool!(),
+        ") ORDER BY s.id"
+    );
+    Ok(on_tx!(tx, c => sqlx::query_scalar(SQL).bind(pool).fetch_all(c).await)?)
+}
+
+/// The links of pool `$1` as a condition on `sessions_nodes sn`, once all of the pool's
+/// nodes carry its name (`nodes::name_pool_leftovers`): handed out from it, or of one of
+/// its nodes.
+macro_rules! link_of_pool {
+    () => {
+        "(sn.pool = $1 OR sn.node_id IN (SELECT id FROM nodes WHERE pool = $1))"
+    };
+}
+
+/// What purging a pool's history deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unlinked {
+    /// Links between sessions and the pool's nodes.
+    pub links: u64,
+    /// Retired sessions that had nothing but the pool's nodes.
+    pub sessions: u64,
+}
+
+/// Deletes the pool's links to sessions, and the retired sessions left without any node
+/// by that (a session that also held another pool's nodes stays, with those). Runs after
+/// `nodes::name_pool_leftovers` and before `nodes::delete_of_pool`, in one transaction.
+pub async fn unlink_pool(tx: &mut Tx, pool: &str) -> Result<Unlinked, StoreError> {
+    const COUNT: &str = concat!(
+        "SELECT COUNT(*) FROM sessions_nodes sn WHERE ",
+        link_of_pool!()
+    );
+    // Their links go with them (ON DELETE CASCADE).
+    const SESSIONS: &str = concat!(
+        "DELETE FROM sessions WHERE retired_at IS NOT NULL AND id IN (\
+            SELECT sn.session_id FROM sessions_nodes sn WHERE ",
+        link_of_pool!(),
+        ") AND NOT EXISTS (SELECT 1 FROM sessions_nodes sn \
+            WHERE sn.session_id = sessions.id AND NOT ",
+        link_of_pool!(),
+        ")"
+    );
+    const LINKS: &str = "DELETE FROM sessions_nodes WHERE pool = $1 \
+        OR node_id IN (SELECT id FROM nodes WHERE pool = $1)";
+    let links: i64 = on_tx!(tx, c => sqlx::query_scalar(COUNT).bind(pool).fetch_one(c).await)?;
+    let sessions = on_tx!(tx, c => sqlx::query(SESSIONS).bind(pool).execute(c).await.map(|r| r.rows_affected()))?;
+    on_tx!(tx, c => sqlx::query(LINKS).bind(pool).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(Unlinked {
+        links: u64::try_from(links).unwrap_or_default(),
+        sessions,
+    })
+}
+
 /// A node held by an active session, with who holds it and since when.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HeldNode {

@@ -11,38 +11,46 @@ use crate::helpers::{Auth, Backend, TestApp, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_duffy");
 
-struct Cli {
+pub(crate) struct Cli {
     _dir: tempfile::TempDir,
     config: PathBuf,
 }
 
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Cli {
     /// A configuration for `duffy admin` that opens the app's database and pools.
     fn beside(app: &TestApp) -> Cli {
+        Cli::with_pools(app, crate::helpers::DEFAULT_CONFIG)
+    }
+
+    /// A configuration for `duffy admin` that opens the app's database, with pools (and
+    /// the rest) of the test's own.
+    pub(crate) fn with_pools(app: &TestApp, config_yaml: &str) -> Cli {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("duffy.yaml");
-        std::fs::write(
-            &config,
-            format!("{}{}", app.database_yaml(), crate::helpers::DEFAULT_CONFIG),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("{}{config_yaml}", app.database_yaml())).unwrap();
         Cli { _dir: dir, config }
     }
 
-    async fn admin(&self, args: &[&str]) -> Run {
+    pub(crate) async fn admin(&self, args: &[&str]) -> Run {
+        self.admin_logging(args, "error").await
+    }
+
+    /// Runs `duffy admin ARGS` with `RUST_LOG=filter`: its log lines go to stderr.
+    pub(crate) async fn admin_logging(&self, args: &[&str], filter: &str) -> Run {
         let mut cmd = Command::new(BIN);
         cmd.arg("-c")
             .arg(&self.config)
             .arg("admin")
             .args(args)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", filter)
+            .env("NO_COLOR", "1")
             .env("USER", "operator");
         let out = tokio::task::spawn_blocking(move || cmd.output().expect("duffy runs"))
             .await
@@ -55,7 +63,7 @@ impl Cli {
     }
 }
 
-fn ok(run: &Run) -> &str {
+pub(crate) fn ok(run: &Run) -> &str {
     assert_eq!(run.code, 0, "{run:?}");
     &run.stdout
 }

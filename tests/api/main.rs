@@ -38,6 +38,7 @@ mod readme;
 mod real_ssh;
 mod recycle;
 mod replay;
+mod retire_pool;
 mod robustness;
 mod routes;
 mod sessions;
