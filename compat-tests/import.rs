@@ -85,9 +85,10 @@ pub async fn refused(prepared: &Prepared, args: &[&str]) -> String {
     all.extend_from_slice(args);
     let (ok, out, err) = prepared.duffy(&all).await;
     assert!(!ok, "duffy {all:?} succeeded:\n{out}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected:\n{err}");
-    errors[0].to_owned()
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected on stderr:\n{err}");
+    assert!(lines[0].starts_with("Error: "), "{err}");
+    lines[0].to_owned()
 }
 
 /// Every row of our tables, as text: equal dumps mean an unchanged database.
@@ -295,8 +296,10 @@ async fn dry_runs_change_nothing_and_reruns_bring_the_delta(backend: Backend) {
     let dry: Vec<&str> = from.iter().copied().chain(["--dry-run"]).collect();
 
     if backend == Backend::Sqlite {
-        // Not even the file is made.
-        let report = import(&prepared, &dry).await;
+        // Not even the file is made. The original's configuration names the source.
+        let config = original.config.to_str().unwrap();
+        let report = import(&prepared, &["--from-config", config, "--dry-run"]).await;
+        assert_eq!(counts(&report, "sessions"), [8, 0, 0, 0, 0], "{report}");
         assert!(report.contains("Nothing was written."), "{report}");
         let path = prepared.url.strip_prefix("sqlite://").unwrap();
         assert!(

@@ -53,7 +53,7 @@ pub async fn run(args: ImportArgs, loaded: &LoadedConfig) -> ExitCode {
         ignore_active_sessions: args.ignore_active_sessions,
     };
     let target = app::database_url(&loaded.config);
-    tracing::info!(source = %source.redacted(), target = %target.redacted(), dry_run = options.dry_run, "importing");
+    tracing::debug!(source = %source.redacted(), target = %target.redacted(), dry_run = options.dry_run, "importing");
     match import::run(&source, &loaded.config, &target, options).await {
         Ok(report) => {
             print!("{report}");

@@ -611,7 +611,7 @@ async fn write(tx: &mut Tx, mut plan: Plan, now: NaiveDateTime) -> Result<Report
         });
     };
 
-    let new: Vec<Tenant> = plan.tenants.new.iter().map(|i| i.row.clone()).collect();
+    let new: Vec<&Tenant> = plan.tenants.new.iter().map(|i| &i.row).collect();
     imports::insert_tenants(tx, &new).await?;
     for item in &plan.tenants.changed {
         imports::update_tenant(tx, &item.row).await?;
@@ -626,7 +626,7 @@ async fn write(tx: &mut Tx, mut plan: Plan, now: NaiveDateTime) -> Result<Report
         );
     }
 
-    let new: Vec<Node> = plan.nodes.new.iter().map(|i| i.row.clone()).collect();
+    let new: Vec<&Node> = plan.nodes.new.iter().map(|i| &i.row).collect();
     imports::insert_nodes(tx, &new).await?;
     for item in &plan.nodes.changed {
         imports::update_node(tx, &item.row).await?;
@@ -641,7 +641,7 @@ async fn write(tx: &mut Tx, mut plan: Plan, now: NaiveDateTime) -> Result<Report
         );
     }
 
-    let new: Vec<_> = plan.sessions.new.iter().map(|i| i.row.clone()).collect();
+    let new: Vec<_> = plan.sessions.new.iter().map(|i| &i.row).collect();
     imports::insert_sessions(tx, &new).await?;
     for item in &plan.sessions.changed {
         imports::update_session(tx, &item.row).await?;
@@ -661,7 +661,7 @@ async fn write(tx: &mut Tx, mut plan: Plan, now: NaiveDateTime) -> Result<Report
         .new
         .iter()
         .chain(&plan.links.changed)
-        .map(|i| i.row.clone())
+        .map(|i| &i.row)
         .collect();
     imports::upsert_links(tx, &links).await?;
     for item in plan.links.new.iter().chain(&plan.links.changed) {

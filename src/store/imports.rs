@@ -329,7 +329,7 @@ pub async fn continue_ids(tx: &mut Tx) -> Result<(), StoreError> {
 }
 
 /// Inserts tenants with their ids.
-pub async fn insert_tenants(tx: &mut Tx, tenants: &[Tenant]) -> Result<(), StoreError> {
+pub async fn insert_tenants(tx: &mut Tx, tenants: &[&Tenant]) -> Result<(), StoreError> {
     const SQLITE: &str = "INSERT INTO tenants (id, created_at, retired_at, name, is_admin, \
             ssh_key, api_key, node_quota, session_lifetime, session_lifetime_max) \
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
@@ -343,7 +343,7 @@ pub async fn insert_tenants(tx: &mut Tx, tenants: &[Tenant]) -> Result<(), Store
             (w.e->>8)::double precision, (w.e->>9)::double precision \
         FROM jsonb_array_elements($1::jsonb) AS w(e)";
     for chunk in tenants.chunks(BATCH) {
-        let rows = array(chunk.iter().map(tenant_row));
+        let rows = array(chunk.iter().map(|t| tenant_row(t)));
         on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
             sqlx::query(sql).bind(&rows).execute(c).await.map(|r| r.rows_affected())
         })
@@ -391,7 +391,7 @@ fn tenant_row(t: &Tenant) -> Value {
 }
 
 /// Inserts nodes with their ids.
-pub async fn insert_nodes(tx: &mut Tx, nodes: &[Node]) -> Result<(), StoreError> {
+pub async fn insert_nodes(tx: &mut Tx, nodes: &[&Node]) -> Result<(), StoreError> {
     const SQLITE: &str = "INSERT INTO nodes (id, created_at, retired_at, hostname, ipaddr, \
             state, comment, pool, reusable, data, used_count, state_changed_at) \
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
@@ -406,7 +406,7 @@ pub async fn insert_nodes(tx: &mut Tx, nodes: &[Node]) -> Result<(), StoreError>
             (w.e->>10)::bigint, (w.e->>11)::timestamp \
         FROM jsonb_array_elements($1::jsonb) AS w(e)";
     for chunk in nodes.chunks(BATCH) {
-        let rows = array(chunk.iter().map(node_row));
+        let rows = array(chunk.iter().map(|n| node_row(n)));
         on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
             sqlx::query(sql).bind(&rows).execute(c).await.map(|r| r.rows_affected())
         })
@@ -458,7 +458,7 @@ fn node_row(n: &Node) -> Value {
 }
 
 /// Inserts sessions with their ids.
-pub async fn insert_sessions(tx: &mut Tx, sessions: &[Session]) -> Result<(), StoreError> {
+pub async fn insert_sessions(tx: &mut Tx, sessions: &[&Session]) -> Result<(), StoreError> {
     const SQLITE: &str = "INSERT INTO sessions (id, created_at, retired_at, tenant_id, expires_at, data) \
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
             json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
@@ -468,7 +468,7 @@ pub async fn insert_sessions(tx: &mut Tx, sessions: &[Session]) -> Result<(), St
             (w.e->>3)::bigint, (w.e->>4)::timestamp, w.e->>5 \
         FROM jsonb_array_elements($1::jsonb) AS w(e)";
     for chunk in sessions.chunks(BATCH) {
-        let rows = array(chunk.iter().map(session_row));
+        let rows = array(chunk.iter().map(|s| session_row(s)));
         on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
             sqlx::query(sql).bind(&rows).execute(c).await.map(|r| r.rows_affected())
         })
@@ -506,7 +506,7 @@ fn session_row(s: &Session) -> Value {
 }
 
 /// Inserts links between sessions and nodes; one that exists already is overwritten.
-pub async fn upsert_links(tx: &mut Tx, links: &[Link]) -> Result<(), StoreError> {
+pub async fn upsert_links(tx: &mut Tx, links: &[&Link]) -> Result<(), StoreError> {
     const SQLITE: &str = "INSERT INTO sessions_nodes (session_id, node_id, pool, data) \
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
             json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each($1) WHERE true \
