@@ -335,6 +335,36 @@ async fn dry_runs_change_nothing_and_reruns_bring_the_delta(backend: Backend) {
     // Only the record of runs could have grown; it did not either.
     assert_eq!(dump(&prepared).await, imported);
 
+    // old-pool retired here with its history: a later run does not bring it back.
+    let (ok, out, err) = prepared
+        .duffy(&["admin", "retire-pool", "old-pool", "--purge"])
+        .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("purged_nodes=2 purged_sessions_nodes=1 purged_sessions=1"),
+        "{out}"
+    );
+    let imported = dump(&prepared).await;
+    let report = import(&prepared, &from).await;
+    assert_eq!(counts(&report, "nodes"), [0, 0, 16, 0, 0], "{report}");
+    assert_eq!(
+        counts(&report, "sessions_nodes"),
+        [0, 0, 9, 0, 0],
+        "{report}"
+    );
+    for note in [
+        "Note: nodes row 8 (old-pool-8.import.test) was imported before and deleted here since: not imported again",
+        "Note: nodes row 16 (old-pool-23.import.test) was imported before and deleted here since: not imported again",
+        "Note: sessions row 7 was imported before and deleted here since: not imported again",
+        "Note: 1 sessions_nodes row(s) name a session or node deleted here since an earlier import: not imported again",
+    ] {
+        assert!(
+            report.lines().any(|l| l == note),
+            "no {note:?} in:\n{report}"
+        );
+    }
+    assert_eq!(dump(&prepared).await, imported);
+
     let change = original.seed(&["change", "t1"]).await;
     let report = import(&prepared, &dry).await;
     assert_eq!(counts(&report, "sessions"), [1, 1, 7, 0, 0], "{report}");

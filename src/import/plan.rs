@@ -410,17 +410,49 @@ fn plan(
                     .contains(&id)
                     .then(|| format!("session {id}"))
             })?;
-            if let Fate::New | Fate::Changed(_) = fate {
-                report.saw_session(&item.row, now);
+            match fate {
+                Fate::New | Fate::Changed(_) => report.saw_session(&item.row, now),
+                Fate::Gone => report.notes.push(format!(
+                    "{} was imported before and deleted here since: not imported again",
+                    item.label
+                )),
+                Fate::Unchanged => {}
             }
             push(&mut plan.sessions, &mut counts, item, fate);
         }
         report.counts.push(("sessions", counts));
 
+        // A link needs its session and node here: kept, or imported by this run. One
+        // whose session or node was deleted here since (a purged pool) is not imported.
+        let sessions_here: HashSet<i64> = target
+            .sessions
+            .iter()
+            .copied()
+            .chain(plan.sessions.new.iter().map(|i| i.row.id))
+            .collect();
+        let nodes_here: HashSet<i64> = target
+            .nodes
+            .iter()
+            .copied()
+            .chain(plan.nodes.new.iter().map(|i| i.row.id))
+            .collect();
         let mut counts = Counts::default();
+        let mut gone = 0;
         for item in extract.links {
+            let link = &item.row;
+            if !sessions_here.contains(&link.session_id) || !nodes_here.contains(&link.node_id) {
+                gone += 1;
+                counts.unchanged += 1;
+                continue;
+            }
             let fate = fate(&item, target, origin, |_| None)?;
             push(&mut plan.links, &mut counts, item, fate);
+        }
+        if gone > 0 {
+            report.notes.push(format!(
+                "{gone} sessions_nodes row(s) name a session or node deleted here since an \
+                 earlier import: not imported again"
+            ));
         }
         report.counts.push(("sessions_nodes", counts));
     }
