@@ -301,14 +301,44 @@ fn plan(
         counts,
     ));
 
-    // Nodes.
+    // Nodes: first what becomes of each, then whether the live ones stay unique among
+    // the target's live nodes (less those being overwritten) and each other.
     let mut counts = Counts::default();
-    let overwritten: HashSet<i64> = extract
-        .nodes
+    let mut writing: Vec<(Item<Node>, Fate)> = Vec::new();
+    for item in extract.nodes {
+        let fate = fate(&item, target, origin, |id| {
+            keeps_ids
+                .then(|| target.nodes.contains(&id).then(|| format!("node {id}")))
+                .flatten()
+        })?;
+        match fate {
+            Fate::Changed(Some(id))
+                if origin == Origin::V2
+                    && target.node_states.get(&id).map(String::as_str) != Some("unused") =>
+            {
+                counts.kept += 1;
+                report.notes.push(format!(
+                    "{} changed in the source, but node {id} is {} here: kept as it is",
+                    item.label,
+                    target.node_states.get(&id).map_or("gone", String::as_str)
+                ));
+            }
+            Fate::Gone => {
+                report.notes.push(format!(
+                    "{} was imported before and deleted here since: not imported again",
+                    item.label
+                ));
+                count(&mut counts, &fate);
+            }
+            Fate::Unchanged => count(&mut counts, &fate),
+            Fate::New | Fate::Changed(_) => writing.push((item, fate)),
+        }
+    }
+    let overwritten: HashSet<i64> = writing
         .iter()
-        .filter_map(|i| match origin {
-            Origin::Duffy3 => Some(i.row.id),
-            Origin::V2 => recorded_target(target, i),
+        .filter_map(|(_, fate)| match fate {
+            Fate::Changed(id) => *id,
+            _ => None,
         })
         .collect();
     let mut hostnames: HashMap<String, Owner> = HashMap::new();
@@ -325,39 +355,7 @@ fn plan(
             addresses.insert(a.clone(), owner);
         }
     }
-    for item in extract.nodes {
-        let fate = fate(&item, target, origin, |id| {
-            keeps_ids
-                .then(|| target.nodes.contains(&id).then(|| format!("node {id}")))
-                .flatten()
-        })?;
-        let fate = match fate {
-            Fate::Changed(Some(id)) if origin == Origin::V2 => {
-                match target.node_states.get(&id).map(String::as_str) {
-                    Some("unused") => Fate::Changed(Some(id)),
-                    state => {
-                        counts.kept += 1;
-                        report.notes.push(format!(
-                            "{} changed in the source, but node {id} is {} here: kept as it is",
-                            item.label,
-                            state.unwrap_or("gone")
-                        ));
-                        continue;
-                    }
-                }
-            }
-            other => other,
-        };
-        if matches!(fate, Fate::Unchanged | Fate::Gone) {
-            if matches!(fate, Fate::Gone) {
-                report.notes.push(format!(
-                    "{} was imported before and deleted here since: not imported again",
-                    item.label
-                ));
-            }
-            count(&mut counts, &fate);
-            continue;
-        }
+    for (item, fate) in writing {
         let node = &item.row;
         let unique = node.retired_at.is_none()
             && !matches!(node.state, NodeState::Provisioning | NodeState::Failed);
@@ -386,7 +384,7 @@ fn plan(
                 taken.insert(value.clone(), me.clone());
             }
         }
-        report.saw_node(node, config, now);
+        report.saw_node(node, config);
         push(&mut plan.nodes, &mut counts, item, fate);
     }
     report.counts.push((

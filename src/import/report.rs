@@ -107,7 +107,7 @@ impl Report {
     }
 
     /// Notes what an imported (new or changed) node needs after the import.
-    pub(crate) fn saw_node(&mut self, node: &Node, config: &Config, _now: NaiveDateTime) {
+    pub(crate) fn saw_node(&mut self, node: &Node, config: &Config) {
         if node.retired_at.is_some() {
             return;
         }
