@@ -76,6 +76,31 @@ struct Rows<T> {
     changed: Vec<Item<T>>,
 }
 
+impl<T> Rows<T> {
+    /// The rows to insert.
+    fn new_rows(&self) -> Vec<&T> {
+        self.new.iter().map(|i| &i.row).collect()
+    }
+
+    /// Every row written, new or changed.
+    fn written(&self) -> impl Iterator<Item = &Item<T>> {
+        self.new.iter().chain(&self.changed)
+    }
+
+    /// What `import_rows` says of the rows written; `target_id` names the row here.
+    fn records(&self, target_id: impl Fn(&T) -> Option<i64>) -> impl Iterator<Item = Record> {
+        self.written().map(move |item| Record {
+            source_table: item.source_table,
+            source_key: item.key.clone(),
+            imported: Imported {
+                target_id: target_id(&item.row),
+                identity: item.identity.clone(),
+                digest: item.digest.clone(),
+            },
+        })
+    }
+}
+
 impl<T> Default for Rows<T> {
     fn default() -> Self {
         Rows {
@@ -628,82 +653,28 @@ async fn write(tx: &mut Tx, mut plan: Plan, now: NaiveDateTime) -> Result<Report
             item.row.id = id;
         }
     }
-    let mut records = Vec::new();
-    let mut note = |item_table: &'static str, key: &str, identity: &str, digest: &str, id| {
-        records.push(Record {
-            source_table: item_table,
-            source_key: key.to_owned(),
-            imported: Imported {
-                target_id: id,
-                identity: identity.to_owned(),
-                digest: digest.to_owned(),
-            },
-        });
-    };
-
-    let new: Vec<&Tenant> = plan.tenants.new.iter().map(|i| &i.row).collect();
-    imports::insert_tenants(tx, &new).await?;
+    imports::insert_tenants(tx, &plan.tenants.new_rows()).await?;
     for item in &plan.tenants.changed {
         imports::update_tenant(tx, &item.row).await?;
     }
-    for item in plan.tenants.new.iter().chain(&plan.tenants.changed) {
-        note(
-            item.source_table,
-            &item.key,
-            &item.identity,
-            &item.digest,
-            Some(item.row.id),
-        );
-    }
-
-    let new: Vec<&Node> = plan.nodes.new.iter().map(|i| &i.row).collect();
-    imports::insert_nodes(tx, &new).await?;
+    imports::insert_nodes(tx, &plan.nodes.new_rows()).await?;
     for item in &plan.nodes.changed {
         imports::update_node(tx, &item.row).await?;
     }
-    for item in plan.nodes.new.iter().chain(&plan.nodes.changed) {
-        note(
-            item.source_table,
-            &item.key,
-            &item.identity,
-            &item.digest,
-            Some(item.row.id),
-        );
-    }
-
-    let new: Vec<_> = plan.sessions.new.iter().map(|i| &i.row).collect();
-    imports::insert_sessions(tx, &new).await?;
+    imports::insert_sessions(tx, &plan.sessions.new_rows()).await?;
     for item in &plan.sessions.changed {
         imports::update_session(tx, &item.row).await?;
     }
-    for item in plan.sessions.new.iter().chain(&plan.sessions.changed) {
-        note(
-            item.source_table,
-            &item.key,
-            &item.identity,
-            &item.digest,
-            Some(item.row.id),
-        );
-    }
-
-    let links: Vec<_> = plan
-        .links
-        .new
-        .iter()
-        .chain(&plan.links.changed)
-        .map(|i| &i.row)
-        .collect();
+    let links: Vec<_> = plan.links.written().map(|i| &i.row).collect();
     imports::upsert_links(tx, &links).await?;
-    for item in plan.links.new.iter().chain(&plan.links.changed) {
-        note(
-            item.source_table,
-            &item.key,
-            &item.identity,
-            &item.digest,
-            None,
-        );
-    }
 
+    let records: Vec<Record> = plan
+        .tenants
+        .records(|t| Some(t.id))
+        .chain(plan.nodes.records(|n| Some(n.id)))
+        .chain(plan.sessions.records(|s| Some(s.id)))
+        .chain(plan.links.records(|_| None))
+        .collect();
     let written = !records.is_empty();
     imports::record(tx, origin.as_str(), now, &records).await?;
     if written {
