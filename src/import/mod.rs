@@ -20,8 +20,7 @@ mod v2;
 
 use chrono::NaiveDateTime;
 
-pub use plan::Counts;
-pub use report::Report;
+pub use report::{Counts, Report};
 pub use source::{Source, SourceError};
 
 use crate::config::{Config, DatabaseUrl};

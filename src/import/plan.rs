@@ -19,28 +19,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDateTime;
 use serde_json::json;
 
-use super::report::{Report, TenantName};
+use super::report::{Counts, Report, TenantName};
 use super::{Extract, ImportError, Item, Options, Origin};
 use crate::config::{Config, DatabaseUrl};
 use crate::store::imports::{self, IdTable, Imported, Record, Schema};
 use crate::store::nodes::{Node, NodeState};
 use crate::store::tenants::Tenant;
 use crate::store::{Db, Tx};
-
-/// What happened (or would happen) to one source table's rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Imported for the first time.
-    pub new: usize,
-    /// Imported before and changed in the source since: overwritten here.
-    pub changed: usize,
-    /// Imported before and unchanged.
-    pub unchanged: usize,
-    /// Left out (see the report's list).
-    pub skipped: usize,
-    /// Changed in the source, but kept as they are here (see the report's notes).
-    pub kept: usize,
-}
 
 /// What the target holds that the plan needs.
 #[derive(Default)]

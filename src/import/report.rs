@@ -7,11 +7,25 @@ use std::fmt;
 
 use chrono::NaiveDateTime;
 
-use super::plan::Counts;
 use super::{Extract, Origin, Skipped};
 use crate::config::Config;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
+
+/// What happened (or would happen) to one source table's rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Imported for the first time.
+    pub new: usize,
+    /// Imported before and changed in the source since: overwritten here.
+    pub changed: usize,
+    /// Imported before and unchanged.
+    pub unchanged: usize,
+    /// Left out (see the report's list).
+    pub skipped: usize,
+    /// Changed in the source, but kept as they are here (see the report's notes).
+    pub kept: usize,
+}
 
 /// A v2 key's tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
