@@ -12,7 +12,8 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::{Value, json};
 
-use super::lifecycle::{Batch, DeprovisionReport, ProvisionReport, mark_failed, python_isoformat};
+use super::lifecycle::{Batch, DeprovisionReport, ProvisionReport};
+use super::states::{self, Change, python_isoformat};
 use super::{Engine, EngineError};
 use crate::store::nodes::{Node, NodeState};
 use crate::store::pauses::{self, Pause};
@@ -174,9 +175,7 @@ impl Engine {
                         "only failed, unused or downtime nodes can be retired",
                     ));
                 }
-                node.state = NodeState::Done;
-                node.retired_at = Some(now);
-                node.state_changed_at = now;
+                states::apply(&mut node, Change::Retire, now)?;
                 None
             }
             NodeAction::Provision | NodeAction::Deprovision => {
@@ -193,18 +192,16 @@ impl Engine {
                         entry["error"] = old;
                     }
                 }
-                node.state_changed_at = now;
                 let batch = |node: &Node| Batch {
                     pool: pool.clone(),
                     nodes: vec![node.clone()],
                 };
                 if command.action == NodeAction::Provision {
-                    node.state = NodeState::Provisioning;
-                    node.pool = Some(pool.clone());
+                    states::apply(&mut node, Change::Provision { pool: &pool }, now)?;
                     log_action(&mut node, entry.take());
                     Some(Run::Provision(batch(&node)))
                 } else {
-                    super::lifecycle::start_deprovisioning(&mut node, now);
+                    states::apply(&mut node, Change::Deprovision, now)?;
                     log_action(&mut node, entry.take());
                     Some(Run::Deprovision(batch(&node)))
                 }
@@ -253,17 +250,13 @@ impl Engine {
                 "a run is under way; wait for it, or for its deadline (tasks.deadlines)",
             ));
         }
-        node.data.0.insert(
-            "downtime".into(),
-            json!({
-                "since": python_isoformat(now),
-                "by": actor,
-                "reason": reason,
-                "from": node.state.as_str(),
-            }),
-        );
-        node.state = NodeState::Downtime;
-        node.state_changed_at = now;
+        let record = json!({
+            "since": python_isoformat(now),
+            "by": actor,
+            "reason": reason,
+            "from": node.state.as_str(),
+        });
+        states::apply(node, Change::TakeDown { record }, now)?;
         Ok(())
     }
 
@@ -277,37 +270,39 @@ impl Engine {
         let from = node
             .data
             .0
-            .shift_remove("downtime")
-            .and_then(|d| d.get("from").and_then(Value::as_str).map(str::to_owned))
+            .get("downtime")
+            .and_then(|d| d.get("from").and_then(Value::as_str))
             .and_then(|s| s.parse::<NodeState>().ok());
-        node.state_changed_at = now;
-        match from {
+        let change = match from {
             Some(NodeState::Ready)
                 if node
                     .pool
                     .as_deref()
                     .is_some_and(|p| self.concrete_pool(p).is_some()) =>
             {
-                node.state = NodeState::Ready;
+                Change::Recover {
+                    to: NodeState::Ready,
+                }
+            }
+            // Held or not: the deprovisioning job takes it back once no session holds it.
+            Some(to @ (NodeState::Deployed | NodeState::Unused | NodeState::Failed)) => {
+                Change::Recover { to }
             }
             Some(NodeState::Ready) => {
                 let pool = node.pool.clone().unwrap_or_default();
-                mark_failed(
+                let detail =
+                    format!("recovered from downtime, but pool '{pool}' is not configured");
+                return Ok(states::apply(
                     node,
-                    &format!("recovered from downtime, but pool '{pool}' is not configured"),
+                    Change::RecoverFailed { detail: &detail },
                     now,
-                );
+                )?);
             }
-            // Held or not: the deprovisioning job takes it back once no session holds it.
-            Some(NodeState::Deployed) => node.state = NodeState::Deployed,
-            Some(state @ (NodeState::Unused | NodeState::Failed)) => node.state = state,
-            _ => mark_failed(
-                node,
-                "recovered from downtime, but the state it was taken from is unknown",
-                now,
-            ),
-        }
-        Ok(())
+            _ => Change::RecoverFailed {
+                detail: "recovered from downtime, but the state it was taken from is unknown",
+            },
+        };
+        Ok(states::apply(node, change, now)?)
     }
 
     /// The pool whose mechanism runs for a node: the one asked for, else the node's own,

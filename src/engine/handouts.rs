@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::group::{GroupOutcome, Grouped};
 use super::sessions::NodesSpec;
+use super::states::{self, Change, Illegal};
 use super::{Effective, EngineError};
 use crate::config::{Config, Defaults};
 use crate::store::nodes::{Node, NodeState, Saving};
@@ -61,14 +62,21 @@ struct Inner {
     db: Db,
 }
 
-/// Marks a ready node as handed out for `spec` (the store write follows).
-pub(crate) fn hand_out(node: &mut Node, spec: &NodesSpec, state: NodeState, now: NaiveDateTime) {
-    node.data.0.insert("nodes_spec".into(), spec.to_json());
-    node.state = state;
-    node.state_changed_at = now;
-    if state == NodeState::Deployed {
-        node.used_count += 1;
-    }
+/// Marks a ready node as handed out for `spec`, into `state` (`contextualizing` when its
+/// pool pushes SSH keys, else `deployed`); the store write follows.
+pub(crate) fn hand_out(
+    node: &mut Node,
+    spec: &NodesSpec,
+    state: NodeState,
+    now: NaiveDateTime,
+) -> Result<(), Illegal> {
+    let spec = spec.to_json();
+    let change = if state == NodeState::Contextualizing {
+        Change::HandOut { spec }
+    } else {
+        Change::Deploy { spec: Some(spec) }
+    };
+    states::apply(node, change, now)
 }
 
 /// Writes nodes just handed out (`(session, pool, node)`, each still `ready` as read) and
@@ -191,13 +199,13 @@ impl Inner {
                 } else {
                     NodeState::Deployed
                 };
-                let taken: Vec<(&NodesSpec, Node)> = taken
+                let taken = taken
                     .into_iter()
                     .map(|(spec, mut node)| {
-                        hand_out(&mut node, spec, state, now);
-                        (spec, node)
+                        hand_out(&mut node, spec, state, now)?;
+                        Ok((spec, node))
                     })
-                    .collect();
+                    .collect::<Result<Vec<(&NodesSpec, Node)>, EngineError>>()?;
                 Ok((tenant, session, taken))
             })
             .collect();

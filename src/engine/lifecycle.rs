@@ -10,9 +10,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::results::RunResult;
+use super::states::{self, Change};
 use super::{Engine, EngineError, FillScope};
 use crate::config::Pool;
 use crate::mechanisms::{Deprovisioned, NodeInput};
@@ -85,41 +86,33 @@ pub struct DeprovisionReport {
     pub failed: usize,
 }
 
-/// ISO-8601 with `+00:00`, as Python's `datetime.isoformat()` writes UTC times in `data`.
-pub fn python_isoformat(t: NaiveDateTime) -> String {
-    if t.and_utc().timestamp_subsec_micros() == 0 {
-        t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+/// What a provisioning run delivered for one node, not yet recorded.
+struct Delivery {
+    /// The node, still `provisioning`.
+    node: Node,
+    /// When its run claimed it.
+    claimed_at: NaiveDateTime,
+    hostname: String,
+    ipaddr: String,
+    entry: Map<String, Value>,
+}
+
+impl Delivery {
+    /// The transition to `ready`.
+    fn change(&self) -> Change<'static> {
+        Change::Deliver {
+            hostname: self.hostname.clone(),
+            ipaddr: self.ipaddr.clone(),
+            entry: self.entry.clone(),
+        }
     }
 }
 
-/// A node's `data.error`, as the original writes it.
-pub fn error_entry(detail: &str, now: NaiveDateTime) -> Value {
-    json!({"failed_at": python_isoformat(now), "detail": detail})
-}
-
-/// Puts a node in `failed` with `data.error` saying why and when.
-pub fn mark_failed(node: &mut Node, detail: &str, now: NaiveDateTime) {
-    node.state = NodeState::Failed;
-    node.state_changed_at = now;
-    node.data.0.insert("error".into(), error_entry(detail, now));
-}
-
 /// Fails a node that should be deprovisioned but whose pool is not configured (any more).
-pub fn fail_pool_not_found(node: &mut Node, now: NaiveDateTime) {
-    let pool = node.pool.take().unwrap_or_default();
-    let detail = format!("deprovisioning node failed, pool '{pool}' not found");
-    tracing::warn!(node.id = node.id, "node {}: {detail}", node.id);
-    mark_failed(node, &detail, now);
-}
-
-/// Moves a node to `deprovisioning`; it leaves its pool at once (`v3-api.md` §10), the run
-/// that takes it back knows the pool from its [`Batch`].
-pub fn start_deprovisioning(node: &mut Node, now: NaiveDateTime) {
-    node.state = NodeState::Deprovisioning;
-    node.state_changed_at = now;
-    node.pool = None;
+pub(crate) fn pool_gone(node: &mut Node, now: NaiveDateTime) -> Result<(), states::Illegal> {
+    let pool = node.pool.clone().unwrap_or_default();
+    tracing::warn!(node.id = node.id, pool.name = %pool, "node {}: deprovisioning node failed, pool '{pool}' not found", node.id);
+    states::apply(node, Change::PoolGone, now)
 }
 
 /// What a mechanism is told about a node.
@@ -227,8 +220,7 @@ impl Engine {
                 if adopted.len() as i64 >= quantity {
                     break;
                 }
-                node.state = NodeState::Provisioning;
-                node.state_changed_at = now;
+                states::apply(&mut node, Change::Provision { pool: &pool.name }, now)?;
                 if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
                     adopted.push(node);
                 }
@@ -272,9 +264,7 @@ impl Engine {
                     if !wanted.iter().all(|(k, v)| node.data.0.get(k) == Some(v)) {
                         continue;
                     }
-                    node.state = NodeState::Provisioning;
-                    node.pool = Some(pool.name.clone());
-                    node.state_changed_at = now;
+                    states::apply(&mut node, Change::Provision { pool: &pool.name }, now)?;
                     if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
                         claimed.push(node);
                     }
@@ -344,7 +334,7 @@ impl Engine {
                 store::nodes::count_ready(&mut tx, &pool.name).await? - i64::from(fill_level);
             let mut claimed = Vec::new();
             for mut node in stale.into_iter().take(usize::try_from(spare).unwrap_or(0)) {
-                start_deprovisioning(&mut node, now);
+                states::apply(&mut node, Change::Deprovision, now)?;
                 if store::nodes::save(&mut tx, &node, NodeState::Ready).await? {
                     claimed.push(node);
                 }
@@ -505,40 +495,47 @@ impl Engine {
         }
     }
 
-    /// A node as it is once ready with what the mechanism returned for it, and when its run
-    /// claimed it.
-    async fn delivered(&self, mut node: Node, entry: Map<String, Value>) -> (Node, NaiveDateTime) {
+    /// What the mechanism delivered for a node: its host name (from the entry, else
+    /// reverse DNS, else the address), its address and the entry.
+    async fn delivered(&self, node: Node, entry: Map<String, Value>) -> Delivery {
         let ipaddr = valid_ipaddr(&entry).unwrap_or_default().to_owned();
         let hostname = match entry.get("hostname").and_then(Value::as_str) {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => reverse_dns(&ipaddr).await.unwrap_or_else(|| ipaddr.clone()),
         };
-        let claimed_at = node.state_changed_at;
-        node.state = NodeState::Ready;
-        node.hostname = Some(hostname);
-        node.ipaddr = Some(ipaddr);
-        node.data.0.insert("provision".into(), Value::Object(entry));
-        node.state_changed_at = store::now();
-        (node, claimed_at)
+        Delivery {
+            claimed_at: node.state_changed_at,
+            node,
+            hostname,
+            ipaddr,
+            entry,
+        }
     }
 
     /// Makes the delivered nodes of a run ready, in one transaction. When an address or
     /// host name clashes with a live node, the run's nodes are saved one at a time instead,
     /// so that only the clashing ones fail.
-    async fn record_ready(
-        &self,
-        delivered: Vec<(Node, NaiveDateTime)>,
-    ) -> Vec<Result<NodeState, EngineError>> {
+    async fn record_ready(&self, delivered: Vec<Delivery>) -> Vec<Result<NodeState, EngineError>> {
         if delivered.is_empty() {
             return Vec::new();
         }
-        let run = RunResult::all(&delivered, NodeState::Provisioning);
+        let now = store::now();
+        let mut ready = Vec::with_capacity(delivered.len());
+        for delivery in &delivered {
+            let mut node = delivery.node.clone();
+            match states::apply(&mut node, delivery.change(), now) {
+                Ok(()) => ready.push((node, delivery.claimed_at)),
+                // Runs only get provisioning nodes: a bug if not.
+                Err(e) => tracing::error!(node.id = node.id, error = %e, "{e}"),
+            }
+        }
+        let run = RunResult::all(&ready, NodeState::Provisioning);
         match self.run_results.request(run).await {
             // A node not saved was taken meanwhile by a deadline, a restart or an admin.
             Ok(saved) => delivered
                 .iter()
-                .map(|(node, _)| {
-                    Ok(if saved.contains(&node.id) {
+                .map(|d| {
+                    Ok(if saved.contains(&d.node.id) {
                         NodeState::Ready
                     } else {
                         NodeState::Failed
@@ -547,8 +544,8 @@ impl Engine {
                 .collect(),
             Err(EngineError::Store(StoreError::Duplicate { .. })) => {
                 let mut outcomes = Vec::with_capacity(delivered.len());
-                for (node, claimed_at) in delivered {
-                    outcomes.push(self.provisioned(node, claimed_at).await);
+                for delivery in delivered {
+                    outcomes.push(self.provisioned(delivery).await);
                 }
                 outcomes
             }
@@ -567,11 +564,10 @@ impl Engine {
     }
 
     /// Makes one delivered node ready, or failed when its address or host name is taken.
-    async fn provisioned(
-        &self,
-        mut node: Node,
-        claimed_at: NaiveDateTime,
-    ) -> Result<NodeState, EngineError> {
+    async fn provisioned(&self, delivery: Delivery) -> Result<NodeState, EngineError> {
+        let claimed_at = delivery.claimed_at;
+        let mut node = delivery.node.clone();
+        states::apply(&mut node, delivery.change(), store::now())?;
         let mut tx = self.db().begin().await?;
         match store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await
         {
@@ -586,7 +582,14 @@ impl Engine {
                 let detail =
                     format!("provisioning returned a {field} that a live node already has");
                 tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {detail}", node.id);
-                mark_failed(&mut node, &detail, store::now());
+                let mut node = delivery.node;
+                let failed = Change::DeliverFailed {
+                    hostname: delivery.hostname,
+                    ipaddr: delivery.ipaddr,
+                    entry: delivery.entry,
+                    detail: &detail,
+                };
+                states::apply(&mut node, failed, store::now())?;
                 let mut tx = self.db().begin().await?;
                 store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at)
                     .await?;
@@ -603,14 +606,14 @@ impl Engine {
         let claimed_at = node.state_changed_at;
         let mut tx = self.db().begin().await?;
         if node.reusable {
-            node.state = NodeState::Unused;
-            node.pool = None;
-            node.data.0.shift_remove("provision");
-            node.state_changed_at = store::now();
+            states::apply(&mut node, Change::GiveBack, store::now())?;
             store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await?;
         } else if node.hostname.is_some() {
             // A machine of its own (an admin asked to provision it again): keep the record.
-            mark_failed(&mut node, "provisioning failed", store::now());
+            let failed = Change::Fail {
+                detail: "provisioning failed",
+            };
+            states::apply(&mut node, failed, store::now())?;
             store::nodes::save_claimed(&mut tx, &node, NodeState::Provisioning, claimed_at).await?;
         } else {
             store::nodes::delete_provisioning(&mut tx, node.id, claimed_at).await?;
@@ -626,20 +629,18 @@ impl Engine {
         let now = store::now();
         let mut tx = self.db().begin().await?;
         let mut orphans = store::nodes::orphaned_deployed(&mut tx, DEPROVISION_BATCH).await?;
-        let pools: Vec<Option<String>> = orphans
-            .iter_mut()
-            .map(|node| {
-                let pool = node
-                    .pool
-                    .clone()
-                    .filter(|p| self.concrete_pool(p).is_some());
-                match pool {
-                    Some(_) => start_deprovisioning(node, now),
-                    None => fail_pool_not_found(node, now),
-                }
-                pool
-            })
-            .collect();
+        let mut pools: Vec<Option<String>> = Vec::with_capacity(orphans.len());
+        for node in &mut orphans {
+            let pool = node
+                .pool
+                .clone()
+                .filter(|p| self.concrete_pool(p).is_some());
+            match pool {
+                Some(_) => states::apply(node, Change::Deprovision, now)?,
+                None => pool_gone(node, now)?,
+            }
+            pools.push(pool);
+        }
         let saving: Vec<Saving> = orphans
             .iter()
             .map(|node| Saving::new(node, NodeState::Deployed))
@@ -726,31 +727,24 @@ impl Engine {
                     .any(|e| matches(e, node.data.0.get("provision")))),
                 Err(_) => Err("deprovisioning mechanism failed"),
             };
-            node.state_changed_at = now;
-            match matched {
-                _ if reported_failed => {
-                    // The tenant reported the node broken: never reuse it.
-                    node.state = NodeState::Failed;
-                    report.failed += 1;
-                }
-                Ok(true) if node.reusable => {
-                    node.state = NodeState::Unused;
-                    for key in ["error", "nodes_spec", "provision"] {
-                        node.data.0.shift_remove(key);
-                    }
-                    report.returned += 1;
-                }
-                Ok(true) => {
-                    node.state = NodeState::Done;
-                    node.retired_at = Some(now);
-                    report.done += 1;
-                }
-                Ok(false) => {
-                    mark_failed(&mut node, "deprovisioning node failed", now);
-                    report.failed += 1;
-                }
-                Err(detail) => {
-                    mark_failed(&mut node, detail, now);
+            let (change, outcome) = match matched {
+                // The tenant reported the node broken: never reuse it.
+                _ if reported_failed => (Change::FailAsReported, &mut report.failed),
+                Ok(true) if node.reusable => (Change::Deprovisioned, &mut report.returned),
+                Ok(true) => (Change::Deprovisioned, &mut report.done),
+                Ok(false) => (
+                    Change::Fail {
+                        detail: "deprovisioning node failed",
+                    },
+                    &mut report.failed,
+                ),
+                Err(detail) => (Change::Fail { detail }, &mut report.failed),
+            };
+            match states::apply(&mut node, change, now) {
+                Ok(()) => *outcome += 1,
+                Err(e) => {
+                    // Runs only get deprovisioning nodes; the save below would not match.
+                    tracing::error!(node.id = node.id, error = %e, "{e}");
                     report.failed += 1;
                 }
             }
@@ -790,18 +784,7 @@ fn valid_ipaddr(entry: &Map<String, Value>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
-
-    #[test]
-    fn isoformat_is_pythons() {
-        let t = NaiveDate::from_ymd_opt(2026, 11, 22)
-            .unwrap()
-            .and_hms_opt(8, 36, 26)
-            .unwrap();
-        assert_eq!(python_isoformat(t), "2026-11-22T08:36:26+00:00");
-        let t = t + chrono::TimeDelta::microseconds(300_890);
-        assert_eq!(python_isoformat(t), "2026-11-22T08:36:26.300890+00:00");
-    }
+    use serde_json::json;
 
     #[test]
     fn deprovision_entries_match_on_every_key() {

@@ -20,6 +20,7 @@ pub mod recent;
 mod results;
 pub mod retire_pool;
 pub mod sessions;
+pub mod states;
 pub mod tenants;
 
 use std::collections::BTreeSet;

@@ -9,7 +9,7 @@
 
 use serde_json::json;
 
-use super::lifecycle::python_isoformat;
+use super::states::{self, Change, python_isoformat};
 use super::{Engine, EngineError};
 use crate::store::nodes::{NodeState, Saving};
 use crate::store::{self, Tx};
@@ -149,9 +149,7 @@ impl Engine {
                     "from": node.state.as_str(),
                 }),
             );
-            node.state = NodeState::Done;
-            node.retired_at = Some(now);
-            node.state_changed_at = now;
+            states::apply(node, Change::RetireWithPool, now)?;
         }
         let saving: Vec<Saving> = nodes
             .iter()

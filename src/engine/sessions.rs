@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::group::Grouped;
 use super::handouts::{Request, Target, hand_out, write_hand_outs};
-use super::lifecycle::{error_entry, mark_failed};
+use super::states::{self, Change};
 use super::{Engine, EngineError};
 use crate::metrics::SessionOutcome;
 use crate::store::nodes::{Node, NodeState};
@@ -221,7 +221,7 @@ impl Engine {
     ) -> Result<Vec<Node>, EngineError> {
         let mut claimed = store::nodes::claim_ready(tx, &spec.pool, quantity).await?;
         for node in &mut claimed {
-            hand_out(node, spec, state, now);
+            hand_out(node, spec, state, now)?;
         }
         let handed: Vec<(i64, &str, &Node)> = claimed
             .iter()
@@ -285,9 +285,7 @@ impl Engine {
             .is_some_and(|s| s.is_active());
         let mut all_saved = true;
         for node in &mut done {
-            node.state = NodeState::Deployed;
-            node.state_changed_at = now;
-            node.used_count += 1;
+            states::apply(node, Change::Deploy { spec: None }, now)?;
             all_saved &= store::nodes::save(&mut tx, node, NodeState::Contextualizing).await?;
         }
         if !all_saved {
@@ -367,13 +365,14 @@ impl Engine {
                     .iter()
                     .position(|n| n.id == node.id)
                     .is_none_or(|i| cleanups[i]);
-                if clean {
-                    node.state = NodeState::Ready;
-                    node.data.0.shift_remove("nodes_spec");
-                    node.state_changed_at = now;
+                let change = if clean {
+                    Change::Withdraw
                 } else {
-                    mark_failed(&mut node, "decontextualizing node failed", now);
-                }
+                    Change::Fail {
+                        detail: "decontextualizing node failed",
+                    }
+                };
+                states::apply(&mut node, change, now)?;
                 store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await?;
             }
             store::sessions::delete(&mut tx, session_id).await?;
@@ -438,9 +437,10 @@ impl Engine {
         if update.fail_nodes == Some(true) {
             for mut node in store::sessions::nodes_of_tx(&mut tx, id).await? {
                 if node.state == NodeState::Deployed && !node.data.0.contains_key("error") {
-                    node.data
-                        .0
-                        .insert("error".into(), error_entry(REPORTED_FAILED, now));
+                    let reported = Change::ReportFailed {
+                        detail: REPORTED_FAILED,
+                    };
+                    states::apply(&mut node, reported, now)?;
                     store::nodes::save(&mut tx, &node, NodeState::Deployed).await?;
                 }
             }
@@ -559,7 +559,10 @@ async fn fail_and_unlink(
     let mut specs = Vec::with_capacity(failed.len());
     for node in failed {
         let mut node = node.clone();
-        mark_failed(&mut node, "contextualizing node failed", now);
+        let failed = Change::Fail {
+            detail: "contextualizing node failed",
+        };
+        states::apply(&mut node, failed, now)?;
         store::nodes::save(tx, &node, NodeState::Contextualizing).await?;
         store::sessions::unlink_node(tx, session_id, node.id).await?;
         specs.push(NodesSpec {

@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use super::ERROR_PAUSE;
 use crate::config::python_timedelta;
-use crate::engine::lifecycle::{Batch, fail_pool_not_found, mark_failed, start_deprovisioning};
+use crate::engine::lifecycle::{Batch, pool_gone};
+use crate::engine::states::{self, Change};
 use crate::engine::{Engine, EngineError};
 use crate::store::{self, nodes::NodeState};
 
@@ -137,32 +138,20 @@ impl EnforceDeadlines {
 
         let before = cutoff(deadlines.provisioning);
         for mut node in store::nodes::stuck(&mut tx, NodeState::Provisioning, before).await? {
-            mark_failed(
-                &mut node,
-                &detail("provisioning", deadlines.provisioning),
-                now,
-            );
+            let why = detail("provisioning", deadlines.provisioning);
+            states::apply(&mut node, Change::Fail { detail: &why }, now)?;
             if store::nodes::save(&mut tx, &node, NodeState::Provisioning).await? {
-                tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {}", node.id, detail("provisioning", deadlines.provisioning));
+                tracing::warn!(node.id = node.id, pool.name = ?node.pool, "node {}: {why}", node.id);
                 report.provisioning_failed.push(node.id);
             }
         }
 
         let before = cutoff(deadlines.deprovisioning);
         for mut node in store::nodes::stuck(&mut tx, NodeState::Deprovisioning, before).await? {
-            mark_failed(
-                &mut node,
-                &detail("deprovisioning", deadlines.deprovisioning),
-                now,
-            );
-            node.pool = None;
+            let why = detail("deprovisioning", deadlines.deprovisioning);
+            states::apply(&mut node, Change::Fail { detail: &why }, now)?;
             if store::nodes::save(&mut tx, &node, NodeState::Deprovisioning).await? {
-                tracing::warn!(
-                    node.id = node.id,
-                    "node {}: {}",
-                    node.id,
-                    detail("deprovisioning", deadlines.deprovisioning)
-                );
+                tracing::warn!(node.id = node.id, "node {}: {why}", node.id);
                 report.deprovisioning_failed.push(node.id);
             }
         }
@@ -176,8 +165,8 @@ impl EnforceDeadlines {
                 .clone()
                 .filter(|p| self.engine.concrete_pool(p).is_some());
             match pool {
-                Some(_) => start_deprovisioning(&mut node, now),
-                None => fail_pool_not_found(&mut node, now),
+                Some(_) => states::apply(&mut node, Change::Deprovision, now)?,
+                None => pool_gone(&mut node, now)?,
             }
             if store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await? {
                 tracing::warn!(
