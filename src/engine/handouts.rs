@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use futures::FutureExt;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::group::{GroupOutcome, Grouped};
-use super::sessions::NodesSpec;
 use super::states::{self, Change, Illegal};
 use super::{Effective, EngineError};
 use crate::config::{Config, Defaults};
@@ -38,6 +37,22 @@ pub(crate) struct Target {
 
 /// What a granted request gets: the tenant as locked, the new session, its nodes.
 pub(crate) type Granted = (Tenant, Session, Vec<Node>);
+
+/// One line of a session request: so many nodes of one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodesSpec {
+    /// The pool to take nodes from.
+    pub pool: String,
+    /// How many nodes (at least 1).
+    pub quantity: i64,
+}
+
+impl NodesSpec {
+    /// The spec as stored in `data` (`{"quantity": …, "pool": …}`, the original's key order).
+    pub(crate) fn to_json(&self) -> Value {
+        json!({"quantity": self.quantity, "pool": self.pool})
+    }
+}
 
 /// One session request.
 pub(crate) struct Request {

@@ -9,9 +9,10 @@ use std::collections::{HashMap, HashSet};
 use futures::FutureExt;
 
 use chrono::{NaiveDateTime, TimeDelta};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::group::Grouped;
+pub use super::handouts::NodesSpec;
 use super::handouts::{Request, Target, hand_out, write_hand_outs};
 use super::states::{self, Change};
 use super::{Engine, EngineError};
@@ -20,22 +21,6 @@ use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
 use crate::store::{self, Db, Tx};
-
-/// One line of a session request: so many nodes of one pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodesSpec {
-    /// The pool to take nodes from.
-    pub pool: String,
-    /// How many nodes (at least 1).
-    pub quantity: i64,
-}
-
-impl NodesSpec {
-    /// The spec as stored in `data` (`{"quantity": …, "pool": …}`, the original's key order).
-    pub(crate) fn to_json(&self) -> Value {
-        json!({"quantity": self.quantity, "pool": self.pool})
-    }
-}
 
 /// A new `expires_at`, absolute or relative to the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,17 +40,31 @@ impl FillPools {
         FillPools { engine }
     }
 
-    /// One full round: retires ready nodes past `max-ready-age` whose replacements are
-    /// ready, claims what every pool lacks, and waits for the runs.
+    /// One full round, waiting for its runs: retires ready nodes past `max-ready-age`
+    /// whose replacements are ready, claims what every pool lacks. What production runs
+    /// on every wake-up, with the runs spawned instead of awaited.
     pub async fn tick(&self) -> Result<ProvisionReport, EngineError> {
-        let recycle = self.engine.claim_recycle(&FillScope::All).await?;
-        let runs = self.engine.claim_fill(&FillScope::All).await?;
-        let (report, _) = futures::future::join(
-            self.engine.provision_round(runs),
-            futures::future::join_all(recycle.into_iter().map(|r| self.engine.deprovision(r))),
-        )
-        .await;
-        Ok(report)
+        let (round, failure) = self.round(&FillScope::All).await;
+        let report = round.finish(&self.engine).await;
+        failure.map_or(Ok(report), Err)
+    }
+
+    /// Claims a round's work for the pools in `scope`. What was claimed is returned even
+    /// when a later claim failed (its nodes are already in a transient state), with the
+    /// failure.
+    async fn round(&self, scope: &FillScope) -> (Round, Option<EngineError>) {
+        let recycle = match self.engine.claim_recycle(scope).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::error!(error = %e, "recycling stale ready nodes failed: {e}");
+                Vec::new()
+            }
+        };
+        let (provision, failure) = match self.engine.claim_fill(scope).await {
+            Ok(runs) => (runs, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        (Round { recycle, provision }, failure)
     }
 
     /// How often a full round runs: the configured interval, or more often when a pool's
@@ -84,28 +98,43 @@ impl FillPools {
             if scope == FillScope::Nothing {
                 continue;
             }
-            match self.engine.claim_recycle(&scope).await {
-                Ok(runs) => {
-                    for run in runs {
-                        let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.deprovision(run).await });
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "recycling stale ready nodes failed: {e}"),
+            let (round, failure) = self.round(&scope).await;
+            round.spawn(&self.engine, &tracker);
+            if let Some(e) = failure {
+                tracing::error!(error = %e, "filling pools failed: {e}");
+                tokio::time::sleep(ERROR_PAUSE).await;
             }
-            match self.engine.claim_fill(&scope).await {
-                Ok(runs) => {
-                    // One task per pool: a slow pool never holds up another's outcome.
-                    for runs in by_pool(runs) {
-                        let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.provision_round(runs).await });
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "filling pools failed: {e}");
-                    tokio::time::sleep(ERROR_PAUSE).await;
-                }
-            }
+        }
+    }
+}
+
+/// What a fill round claimed: deprovisioning runs of stale ready nodes, provisioning runs.
+struct Round {
+    recycle: Vec<Batch>,
+    provision: Vec<Batch>,
+}
+
+impl Round {
+    /// Runs everything and waits for it.
+    async fn finish(self, engine: &Arc<Engine>) -> ProvisionReport {
+        let (report, _) = futures::future::join(
+            engine.provision_round(self.provision),
+            futures::future::join_all(self.recycle.into_iter().map(|r| engine.deprovision(r))),
+        )
+        .await;
+        report
+    }
+
+    /// Starts everything on `tracker`: a run per recycled batch, a task per pool's
+    /// provisioning (a slow pool never holds up another's outcome).
+    fn spawn(self, engine: &Arc<Engine>, tracker: &TaskTracker) {
+        for run in self.recycle {
+            let engine = engine.clone();
+            tracker.spawn(async move { engine.deprovision(run).await });
+        }
+        for runs in by_pool(self.provision) {
+            let engine = engine.clone();
+            tracker.spawn(async move { engine.provision_round(runs).await });
         }
     }
 }

@@ -1,10 +1,15 @@
 //! Background work, in-process on tokio: keep pools filled, take nodes back, expire
 //! sessions, and enforce the deadlines of transient node states.
 //!
-//! Each job is a struct with a deterministic `tick()` that tests call directly, and a
-//! `run()` loop that wakes on its timer, on the engine's [`Wakers`](super::Wakers), or
-//! stops when the shared cancellation token fires. Mechanism runs are spawned on one
-//! [`TaskTracker`], so shutdown can wait for them (within a grace period) in one place.
+//! Each job is a struct with a `tick()` that tests call directly: one round, claimed and
+//! run to its end. Its `run()` is the same round in a loop that wakes on its timer, on the
+//! engine's [`Wakers`](super::Wakers), or stops when the shared cancellation token fires;
+//! it spawns the round's mechanism runs instead of waiting for them. Runs are spawned on
+//! one [`TaskTracker`], so shutdown can wait for them (within a grace period) in one place.
+//!
+//! A job whose loop ends or panics while the service runs is logged at once, as an error
+//! naming the job, and started again after a pause: a bug in one round must not leave the
+//! pools unfilled until the next restart.
 
 pub mod deadlines;
 pub mod deprovision;
@@ -14,6 +19,8 @@ pub mod fill;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,28 +44,42 @@ impl Jobs {
     /// spawned on `tracker` (which may already hold the runs of the start-up reconciliation).
     pub fn start(engine: Arc<Engine>, token: CancellationToken, tracker: TaskTracker) -> Jobs {
         let loops = vec![
-            (
-                "fill-pools",
-                tokio::spawn(FillPools::new(engine.clone()).run(token.clone(), tracker.clone())),
-            ),
-            (
-                "deprovision",
-                tokio::spawn(Deprovision::new(engine.clone()).run(token.clone(), tracker.clone())),
-            ),
-            (
-                "expire-sessions",
-                tokio::spawn(ExpireSessions::new(engine.clone()).run(token.clone())),
-            ),
-            (
-                "deadlines",
-                tokio::spawn(
-                    EnforceDeadlines::new(engine.clone()).run(token.clone(), tracker.clone()),
-                ),
-            ),
-            (
-                "metrics-upkeep",
-                tokio::spawn(crate::metrics::upkeep_loop(engine.metrics().clone(), token)),
-            ),
+            supervise("fill-pools", &token, {
+                let (engine, token, tracker) = (engine.clone(), token.clone(), tracker.clone());
+                move || {
+                    FillPools::new(engine.clone())
+                        .run(token.clone(), tracker.clone())
+                        .boxed()
+                }
+            }),
+            supervise("deprovision", &token, {
+                let (engine, token, tracker) = (engine.clone(), token.clone(), tracker.clone());
+                move || {
+                    Deprovision::new(engine.clone())
+                        .run(token.clone(), tracker.clone())
+                        .boxed()
+                }
+            }),
+            supervise("expire-sessions", &token, {
+                let (engine, token) = (engine.clone(), token.clone());
+                move || {
+                    ExpireSessions::new(engine.clone())
+                        .run(token.clone())
+                        .boxed()
+                }
+            }),
+            supervise("deadlines", &token, {
+                let (engine, token, tracker) = (engine.clone(), token.clone(), tracker.clone());
+                move || {
+                    EnforceDeadlines::new(engine.clone())
+                        .run(token.clone(), tracker.clone())
+                        .boxed()
+                }
+            }),
+            supervise("metrics-upkeep", &token, {
+                let (metrics, token) = (engine.metrics().clone(), token.clone());
+                move || crate::metrics::upkeep_loop(metrics.clone(), token.clone()).boxed()
+            }),
         ];
         Jobs { loops, tracker }
     }
@@ -88,3 +109,81 @@ impl Jobs {
 
 /// A pause after a failed round, so a broken database does not turn a loop into a spin.
 pub(crate) const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs a job's loop, made by `start`, until `token` is cancelled: a loop that ends or
+/// panics before is logged at once and started again after [`ERROR_PAUSE`].
+fn supervise<F>(
+    name: &'static str,
+    token: &CancellationToken,
+    start: F,
+) -> (&'static str, JoinHandle<()>)
+where
+    F: Fn() -> BoxFuture<'static, ()> + Send + 'static,
+{
+    let token = token.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            let outcome = tokio::spawn(start()).await;
+            if token.is_cancelled() {
+                if let Err(e) = outcome {
+                    tracing::error!(job = name, error = %e, "background job {name} ended abnormally at shutdown: {e}");
+                }
+                break;
+            }
+            match outcome {
+                Ok(()) => tracing::error!(
+                    job = name,
+                    "background job {name} stopped on its own; starting it again"
+                ),
+                Err(e) => {
+                    tracing::error!(job = name, error = %e, "background job {name} failed: {e}; starting it again")
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(ERROR_PAUSE) => {}
+            }
+        }
+    });
+    (name, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A loop that panics, then one that returns, are both started again; cancelling the
+    /// token ends the supervision.
+    #[tokio::test(start_paused = true)]
+    async fn a_job_that_panics_or_stops_is_started_again() {
+        let token = CancellationToken::new();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let (_, handle) = supervise("test", &token, {
+            let starts = starts.clone();
+            move || {
+                let n = starts.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 => panic!("a bug in a round"),
+                        1 => {}
+                        _ => std::future::pending().await,
+                    }
+                }
+                .boxed()
+            }
+        });
+        for _ in 0..100 {
+            if starts.load(Ordering::SeqCst) >= 3 {
+                break;
+            }
+            tokio::time::sleep(ERROR_PAUSE / 10).await;
+        }
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        token.cancel();
+        // The third loop never ends by itself; cancelling stops the supervisor regardless.
+        handle.abort();
+        let _ = handle.await;
+    }
+}
