@@ -6,19 +6,22 @@
 //! and then records the outcome with compare-and-set writes. A crash between the two leaves
 //! nodes in a transient state, which the deadline job and the start-up reconciliation handle.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
+use super::group::Grouped;
 use super::results::RunResult;
 use super::states::{self, Change};
 use super::{Engine, EngineError, FillScope};
 use crate::config::Pool;
 use crate::mechanisms::{Deprovisioned, NodeInput};
 use crate::store::nodes::{Node, NodeState, Saving};
-use crate::store::{self, StoreError};
+use crate::store::{self, Db, StoreError};
 
 /// How many orphaned nodes one deprovision round claims.
 const DEPROVISION_BATCH: i64 = 256;
@@ -84,6 +87,26 @@ pub struct DeprovisionReport {
     pub returned: usize,
     /// Nodes that ended `failed`.
     pub failed: usize,
+}
+
+/// What the node life cycle of an engine owns: the queue that groups the results of
+/// mechanism runs, and which pools have unused nodes assigned to them.
+pub(crate) struct LifecycleState {
+    run_results: Grouped<Vec<RunResult>, Vec<i64>>,
+    /// Pools that may hold `unused` nodes assigned to them (imported v2 hosts, nodes
+    /// registered with a pool): their fill provisions those first. `None` until the first
+    /// fill reads it from the database; every full round reads it again.
+    assigned: Mutex<Option<BTreeSet<String>>>,
+}
+
+impl LifecycleState {
+    /// The state of an engine on `db`.
+    pub(crate) fn new(db: &Db) -> LifecycleState {
+        LifecycleState {
+            run_results: super::results::queue(db.clone()),
+            assigned: Mutex::new(None),
+        }
+    }
 }
 
 /// What a provisioning run delivered for one node, not yet recorded.
@@ -280,12 +303,12 @@ impl Engine {
     /// Reads which pools have unused nodes assigned to them, the first time or when
     /// `again` (a full round).
     async fn load_assigned(&self, again: bool) -> Result<(), EngineError> {
-        let known = self.assigned.lock().is_ok_and(|a| a.is_some());
+        let known = self.lifecycle.assigned.lock().is_ok_and(|a| a.is_some());
         if known && !again {
             return Ok(());
         }
         let pools = store::nodes::pools_with_assigned_unused(self.db()).await?;
-        if let Ok(mut assigned) = self.assigned.lock() {
+        if let Ok(mut assigned) = self.lifecycle.assigned.lock() {
             *assigned = Some(pools.into_iter().collect());
         }
         Ok(())
@@ -293,14 +316,15 @@ impl Engine {
 
     /// Whether `pool` may have unused nodes assigned to it.
     fn has_assigned(&self, pool: &str) -> bool {
-        self.assigned
+        self.lifecycle
+            .assigned
             .lock()
             .is_ok_and(|a| a.as_ref().is_some_and(|set| set.contains(pool)))
     }
 
     /// `pool` has no unused node assigned to it any more.
     fn forget_assigned(&self, pool: &str) {
-        if let Ok(mut assigned) = self.assigned.lock()
+        if let Ok(mut assigned) = self.lifecycle.assigned.lock()
             && let Some(set) = assigned.as_mut()
         {
             set.remove(pool);
@@ -530,7 +554,7 @@ impl Engine {
             }
         }
         let run = RunResult::all(&ready, NodeState::Provisioning);
-        match self.run_results.request(run).await {
+        match self.lifecycle.run_results.request(run).await {
             // A node not saved was taken meanwhile by a deadline, a restart or an admin.
             Ok(saved) => delivered
                 .iter()
@@ -768,7 +792,7 @@ impl Engine {
         nodes: &[(Node, NaiveDateTime)],
     ) -> Result<(), EngineError> {
         let run = RunResult::all(nodes, NodeState::Deprovisioning);
-        self.run_results.request(run).await?;
+        self.lifecycle.run_results.request(run).await?;
         Ok(())
     }
 }

@@ -35,8 +35,8 @@ use crate::config::{Config, Defaults};
 use crate::contextualize::Contextualizer;
 use crate::mechanisms::Mechanisms;
 use crate::metrics::Metrics;
+use crate::store::Db;
 use crate::store::tenants::Tenant;
-use crate::store::{self, Db};
 
 pub use auth::{AuthError, Authenticator, Credentials};
 pub use error::EngineError;
@@ -54,13 +54,10 @@ pub struct Engine {
     runs: TaskTracker,
     metrics: Arc<Metrics>,
     recent_errors: recent::RecentErrors,
-    handouts: group::Grouped<handouts::Request, handouts::Granted>,
-    retires: group::Grouped<(i64, Option<i64>), Option<store::sessions::Session>>,
-    run_results: group::Grouped<Vec<results::RunResult>, Vec<i64>>,
-    /// Pools that may hold `unused` nodes assigned to them (imported v2 hosts, nodes
-    /// registered with a pool): their fill provisions those first. `None` until the first
-    /// fill reads it from the database; every full round reads it again.
-    assigned: Mutex<Option<BTreeSet<String>>>,
+    /// Hand-outs and retirements: their queues.
+    sessions: sessions::SessionQueues,
+    /// Provisioning and deprovisioning: the queue of run results, pools with assigned nodes.
+    lifecycle: lifecycle::LifecycleState,
 }
 
 /// The engine cannot start with this configuration.
@@ -222,9 +219,8 @@ impl Engine {
         let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
         let backoff =
             backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
-        let handouts = handouts::queue(db.clone(), Arc::clone(&config), defaults.clone());
-        let retires = sessions::retire_queue(db.clone());
-        let run_results = results::queue(db.clone());
+        let sessions = sessions::SessionQueues::new(&db, Arc::clone(&config), defaults.clone());
+        let lifecycle = lifecycle::LifecycleState::new(&db);
         Ok(Engine {
             db,
             config,
@@ -237,10 +233,8 @@ impl Engine {
             runs: TaskTracker::new(),
             metrics: Arc::new(Metrics::new()),
             recent_errors: recent::RecentErrors::default(),
-            handouts,
-            retires,
-            run_results,
-            assigned: Mutex::new(None),
+            sessions,
+            lifecycle,
         })
     }
 
@@ -327,7 +321,7 @@ mod tests {
         use futures::FutureExt;
         let w = Wakers::default();
         let woken = |w: &Wakers| w.expiry.notified().now_or_never().is_some();
-        let t0 = store::now();
+        let t0 = crate::store::now();
         // Before the job first plans, and while it is awake, any expiry wakes it.
         w.expiry_at(t0 + TimeDelta::hours(6));
         assert!(woken(&w));

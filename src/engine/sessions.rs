@@ -5,6 +5,7 @@
 //! quota nor share a node (`deviations.md` D#13).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::FutureExt;
 
@@ -16,6 +17,7 @@ pub use super::handouts::NodesSpec;
 use super::handouts::{Request, Target, hand_out, write_hand_outs};
 use super::states::{self, Change};
 use super::{Engine, EngineError};
+use crate::config::{Config, Defaults};
 use crate::metrics::SessionOutcome;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
@@ -77,10 +79,27 @@ fn session_tenant(requester: &Tenant, tenant_id: Option<i64>) -> Result<Target, 
 /// The most retires one statement takes.
 const MAX_RETIRE_GROUP: usize = 64;
 
+/// What the session side of the engine owns: the queue that groups hand-outs and the one
+/// that groups plain retirements.
+pub(crate) struct SessionQueues {
+    handouts: Grouped<Request, super::handouts::Granted>,
+    retires: Grouped<(i64, Option<i64>), Option<Session>>,
+}
+
+impl SessionQueues {
+    /// The queues of an engine on `db`.
+    pub(crate) fn new(db: &Db, config: Arc<Config>, defaults: Defaults) -> SessionQueues {
+        SessionQueues {
+            handouts: super::handouts::queue(db.clone(), config, defaults),
+            retires: retire_queue(db.clone()),
+        }
+    }
+}
+
 /// The queue of plain retires (`(session id, holder)`): those that arrive together are
 /// done by one statement. A session asked for twice in a group is retired for the first
 /// request only; the second finds it retired, as it would one after the other.
-pub(crate) fn retire_queue(db: Db) -> Grouped<(i64, Option<i64>), Option<Session>> {
+fn retire_queue(db: Db) -> Grouped<(i64, Option<i64>), Option<Session>> {
     Grouped::new(
         "retire",
         MAX_RETIRE_GROUP,
@@ -185,7 +204,8 @@ impl Engine {
         if let Some(pause) = store::pauses::blocking(self.db(), &pools).await?.first() {
             return Err(EngineError::Paused(super::admin::paused_detail(pause)));
         }
-        self.handouts
+        self.sessions
+            .handouts
             .request(Request {
                 target,
                 specs: specs.to_vec(),
@@ -460,7 +480,7 @@ impl Engine {
         id: i64,
     ) -> Result<Option<SessionView>, EngineError> {
         let holder = (!requester.is_admin).then_some(requester.id);
-        let Some(session) = self.retires.request((id, holder)).await? else {
+        let Some(session) = self.sessions.retires.request((id, holder)).await? else {
             return Ok(None);
         };
         self.wakers().deprovision.notify_one();
