@@ -30,7 +30,7 @@ import json, re, shlex, sys, yaml
 CSI = re.compile(r"\033\[[0-?]*[ -/]*[@-~]")
 
 def flat_value(v):
-    # cli.md section 6: null empty, booleans upper case, numbers bare, else str() quoted.
+    # docs/cli.md section 6: null empty, booleans upper case, numbers bare, else str() quoted.
     if v is None:
         return ""
     if isinstance(v, bool):

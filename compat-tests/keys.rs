@@ -36,7 +36,7 @@ async fn a_missing_key_is_refused_before_sending(backend: Backend) {
 }
 
 /// An unknown key: no nodes, no session. Node/get answers a JSON object without `hosts`,
-/// which cico reports as `'hosts'` (legacy-v2.md §1, retry rule 5), with no retry.
+/// which cico reports as `'hosts'` (docs/legacy-v2.md §1, retry rule 5), with no retry.
 async fn an_unknown_key_gets_nothing(backend: Backend) {
     let duffy = Duffy::start(backend).await;
     duffy.wait_filled().await;

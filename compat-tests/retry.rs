@@ -1,4 +1,4 @@
-//! cico's retry rule (legacy-v2.md §1): "no node ready" is not JSON, so cico waits and asks
+//! cico's retry rule (docs/legacy-v2.md §1): "no node ready" is not JSON, so cico waits and asks
 //! again; hard failures are JSON strings, reported after a single request.
 
 use std::time::Duration;

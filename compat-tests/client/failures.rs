@@ -1,4 +1,4 @@
-//! Our `duffy client` when it cannot even ask (`cli.md` §4–§5): an unreachable server, a bad
+//! Our `duffy client` when it cannot even ask (`docs/cli.md` §4–§5): an unreachable server, a bad
 //! URL, no configuration, a key in the configuration file that is not a UUID. Each is one
 //! line on stderr, nothing on stdout and a non-zero exit, where the original dumps a
 //! traceback (its results are checked too, to keep the comparison honest).

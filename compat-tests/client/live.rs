@@ -1,6 +1,6 @@
 //! The original `duffy client` 3.4.0 against our `duffy serve`: every subcommand in every
 //! format succeeds and agrees with the v3 API, and the error cases give the original's
-//! results (`real-clients.md` §4).
+//! results (`docs/cli.md` §5).
 
 use serde_json::{Value, json};
 
@@ -278,7 +278,7 @@ fn assert_retired(format: &str, out: &Output, before: &Value) {
     }
 }
 
-/// The error table of `real-clients.md` §4, run against our server: API errors print the
+/// The error table of `docs/cli.md` §5, run against our server: API errors print the
 /// `{"error": …}` wrapper with exit 0 (json and yaml), the flat format crashes, client-side
 /// checks stop before anything is sent.
 async fn error_cases(backend: Backend) {

@@ -1,6 +1,6 @@
 //! `duffy client`: the original 3.4.0 from PyPI against our server ([`live`]), ours compared
 //! with it byte for byte on canned answers ([`stub`]), and our client's own failures
-//! ([`failures`]). The expectations are `real-clients.md` §4 and `cli.md` §4–§6.
+//! ([`failures`]). The expectations are `docs/cli.md` §4–§6.
 
 use serde_json::Value;
 
@@ -18,7 +18,7 @@ pub fn yaml_value(out: &Output) -> Value {
     yaml_serde::from_str(&out.stdout).unwrap_or_else(|e| panic!("not YAML ({e}): {out}"))
 }
 
-/// A value as the flat format writes it (`cli.md` §6): null empty, booleans `TRUE`/`FALSE`,
+/// A value as the flat format writes it (`docs/cli.md` §6): null empty, booleans `TRUE`/`FALSE`,
 /// numbers bare, anything else shell-quoted and always in single quotes.
 pub fn flat_value(value: &Value) -> String {
     match value {

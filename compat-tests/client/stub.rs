@@ -5,7 +5,7 @@
 //! two-node session, a session with nodes in three pools, several sessions, a retired one,
 //! and its errors), plus crafted ones built from them: non-ASCII, long strings, quotes and
 //! shell characters, YAML look-alikes, empty lists, nulls, unsorted nodes. For each
-//! subcommand and format the test compares stdout and exit status (`cli.md` §5–§6: equal on
+//! subcommand and format the test compares stdout and exit status (`docs/cli.md` §5–§6: equal on
 //! success; on API errors the same json/yaml stdout with our exit 1, our flat `error='…'`
 //! where the original crashes), and the requests both clients sent. Every difference is
 //! collected and shown as a diff.
@@ -271,7 +271,7 @@ impl Case {
         }
     }
 
-    /// The status the subcommand expects (`cli.md` §5).
+    /// The status the subcommand expects (`docs/cli.md` §5).
     fn expected_status(&self) -> u16 {
         if self.args[0] == "request-session" {
             201
@@ -362,7 +362,7 @@ fn configure(user: &ClientHome, server: &MockServer, name: &str) -> String {
     file.to_str().expect("UTF-8 path").to_owned()
 }
 
-/// How the original treats an answer (`cli.md` §5, responses).
+/// How the original treats an answer (`docs/cli.md` §5, responses).
 enum Kind {
     /// The expected status: the body is printed.
     Success,
@@ -381,7 +381,7 @@ fn kind(case: &Case) -> Kind {
     if answer.status == case.expected_status() {
         return Kind::Success;
     }
-    // A redirect is not followed but treated as an error (`cli.md` §5).
+    // A redirect is not followed but treated as an error (`docs/cli.md` §5).
     if answer.status < 300 {
         return Kind::Unexpected;
     }
@@ -910,7 +910,7 @@ async fn request_session_equals_the_original() {
 
 /// The original in one process ([`ClientHome::run_original_many`]) behaves as its real
 /// runs do (stdout, exit status, the last line of stderr, the requests), and those send
-/// exactly the bodies of `cli.md` §5 with Basic auth; ours sends the same requests.
+/// exactly the bodies of `docs/cli.md` §5 with Basic auth; ours sends the same requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_the_originals() {
     if skipped() {

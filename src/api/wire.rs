@@ -1,6 +1,6 @@
 //! The v3 JSON shapes. Key order is part of the contract (`duffy client --format json`
 //! prints keys as the server sends them), so every shape is a struct whose fields are
-//! declared in the original's order (`v3-api.md` §4).
+//! declared in the original's order (`docs/v3-api.md` §4).
 
 use chrono::NaiveDateTime;
 use serde::{Serialize, Serializer};

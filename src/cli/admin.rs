@@ -1,5 +1,5 @@
 //! `duffy admin`: tenants managed directly in the database, with the original's output
-//! lines (`cli.md` §3) so that scripts around them keep working; ours: the node, pause,
+//! lines (`docs/cli.md` §3) so that scripts around them keep working; ours: the node, pause,
 //! overtime and pool-retirement controls of the admin API, on the database too (they
 //! work while the server is down; the server sees their effect at once). Provisioning and
 //! deprovisioning runs they start are made by this process, which waits for them.

@@ -1,7 +1,7 @@
 //! `duffy client`: the v3 API from the command line, with the original client's outputs.
 //!
 //! Scripts parse this output with jq and shell, so what reaches stdout is byte for byte what
-//! Duffy 3.4.0's client prints for the same answer (`cli.md` §5–§6). Two fixes: an API error
+//! Duffy 3.4.0's client prints for the same answer (`docs/cli.md` §5–§6). Two fixes: an API error
 //! exits 1 (stdout unchanged, so `jq .error.detail` keeps working), and `--format flat`
 //! prints `error='…'` where the original crashed. Anything that is not the server's answer
 //! (no URL, unreachable server, a bad argument) is one line on stderr.

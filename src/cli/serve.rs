@@ -44,7 +44,7 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Ok(l) => l,
         Err(e) => return super::report_error(&format!("cannot listen on {host}:{port}"), e),
     };
-    // The embedded demo configuration serves old v2 jobs too, as `config.md` promises.
+    // The embedded demo configuration serves old v2 jobs too, as `docs/config.md` promises.
     let options = AppOptions {
         legacy: args.legacy || embedded,
         ..AppOptions::default()

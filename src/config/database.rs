@@ -1,4 +1,4 @@
-//! Database URLs: our `database.url` and the original's SQLAlchemy URLs (`config.md` §3).
+//! Database URLs: our `database.url` and the original's SQLAlchemy URLs (`docs/config.md` §3).
 //!
 //! SQLAlchemy and sqlx disagree on slashes: for SQLAlchemy `sqlite:///x.db` is the relative
 //! file `x.db` and `sqlite:////x.db` the absolute `/x.db`, while sqlx reads `sqlite:///x.db` as

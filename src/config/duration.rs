@@ -4,7 +4,7 @@
 //! only, in this fixed order, whitespace allowed between chunks). They differ in the sign:
 //! configuration values ([`parse_config_duration`]) take an optional `+` and reject negative
 //! values, while `expires_at` in `PUT /sessions/{id}` ([`parse_api_duration`]) requires a sign
-//! and allows `-`. See `v3-api.md` §3.
+//! and allows `-`. See `docs/v3-api.md` §3.
 
 use chrono::TimeDelta;
 
@@ -207,7 +207,7 @@ fn total_nanos(d: TimeDelta) -> i128 {
 
 /// Renders a duration like Python's `str(timedelta)`: `6:00:00`, `1 day, 2:00:00`.
 ///
-/// The CLI prints tenant lifetimes this way, as the original did (`cli.md` §3).
+/// The CLI prints tenant lifetimes this way, as the original did (`docs/cli.md` §3).
 pub fn python_timedelta(d: TimeDelta) -> String {
     let micros = total_nanos(d).div_euclid(1_000);
     let days = micros.div_euclid(MICROS_PER_DAY);
@@ -230,7 +230,7 @@ pub fn python_timedelta(d: TimeDelta) -> String {
 
 /// Renders a duration as JSON seconds, an integer when whole (`7200`) and a float otherwise.
 ///
-/// The original API emits config-style durations this way (`v3-api.md` §3).
+/// The original API emits config-style durations this way (`docs/v3-api.md` §3).
 pub fn seconds_json(d: TimeDelta) -> serde_json::Value {
     let nanos = total_nanos(d);
     if nanos % NANOS_PER_SEC == 0 {

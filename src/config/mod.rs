@@ -1,4 +1,4 @@
-//! Configuration: discovery, multi-file deep merge, validation (`config.md`).
+//! Configuration: discovery, multi-file deep merge, validation (`docs/config.md`).
 //!
 //! An operator's Duffy 3.4.0 configuration loads unchanged: the same files and directories, the
 //! same keys, the same durations. The original's Celery, Redis-locking, logging and SQLAlchemy

@@ -143,7 +143,7 @@ pub struct AppConfig {
 }
 
 /// `app.ssh` (extension): the ssh client run to push tenant keys to nodes and remove them.
-/// The defaults are the original Duffy's (`v3-api.md` §12).
+/// The defaults are the original Duffy's (`docs/v3-api.md` §12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshConfig {
     /// `command`, default `/usr/bin/ssh`.
@@ -375,7 +375,7 @@ pub enum MechanismConfig {
     Ansible(AnsibleConfig),
 }
 
-/// Settings of the `noop` mechanism (`config.md` §5).
+/// Settings of the `noop` mechanism (`docs/config.md` §5).
 #[derive(Debug, Clone)]
 pub struct NoopConfig {
     /// Hostname template with `pool` and `id`, default `{{ pool | replace('_', '-') }}-{{ id }}.noop.test`

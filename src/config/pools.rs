@@ -1,4 +1,4 @@
-//! Node pools: `extends` inheritance, typed pool keys and template checks (`config.md` §4).
+//! Node pools: `extends` inheritance, typed pool keys and template checks (`docs/config.md` §4).
 //!
 //! Pools are processed in the order they appear in the merged YAML (`abstract`, then
 //! `concrete`, normally), so `extends` may only name a pool defined earlier. A pool's effective

@@ -2,7 +2,7 @@
 //! root's `authorized_keys`, and taking it back.
 //!
 //! The keys go below a marker line, so decontextualizing removes exactly what Duffy added
-//! (`v3-api.md` §12). Every ssh run is bounded by a timeout and killed when it expires.
+//! (`docs/v3-api.md` §12). Every ssh run is bounded by a timeout and killed when it expires.
 
 use std::process::Stdio;
 use std::time::Duration;

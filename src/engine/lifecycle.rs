@@ -374,7 +374,7 @@ impl Engine {
     }
 
     /// The values `reuse-nodes` requires of a node's data: strings are templates rendered
-    /// with the pool's settings, integers compare as integers (`v3-api.md` §11).
+    /// with the pool's settings, integers compare as integers (`docs/v3-api.md` §11).
     fn render_reuse_match(
         &self,
         pool: &Pool,

@@ -2,7 +2,7 @@
 //!
 //! A request gets all its nodes or none. The quota check and the reservation run in one
 //! write transaction (serialized per tenant), so parallel requests can neither exceed a
-//! quota nor share a node (`deviations.md` D#13).
+//! quota nor share a node (`docs/deviations.md` D#13).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -237,7 +237,7 @@ impl Engine {
     }
 
     /// Pushes the tenant's key to every node of a fresh session. A node that fails is marked
-    /// failed and replaced by another ready node of its pool while there is one (D#14); when
+    /// failed and replaced by another ready node of its pool while there is one (`docs/deviations.md` D#14); when
     /// none is left, the session is undone and the request fails with 503.
     async fn contextualize_session(
         &self,
@@ -516,7 +516,7 @@ impl Engine {
         self.view(requester, session).await
     }
 
-    /// Active sessions: all of them for admins and anonymous readers (D#1), a tenant's own
+    /// Active sessions: all of them for admins and anonymous readers (`docs/deviations.md` D#1), a tenant's own
     /// otherwise. Three queries whatever the number of sessions.
     pub async fn active_sessions(
         &self,
@@ -584,7 +584,7 @@ async fn fail_and_unlink(
     Ok(specs)
 }
 
-/// The new `expires_at` of a session (`v3-api.md` §8): a delta counts from the current
+/// The new `expires_at` of a session (`docs/v3-api.md` §8): a delta counts from the current
 /// `expires_at`; the result is never before `created_at` and, unless an admin asks, never
 /// past `created_at` + the session tenant's maximum lifetime.
 fn clamp_expiry(

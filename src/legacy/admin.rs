@@ -1,4 +1,4 @@
-//! The v2 admin paths (`legacy-v2.md` §5 j), on top of the v3 admin API: `/NodeSetAdmin/<id>`,
+//! The v2 admin paths (`docs/legacy-v2.md` §5 j), on top of the v3 admin API: `/NodeSetAdmin/<id>`,
 //! `/NodeRecover/<id>`, `/PauseService`, `/ResumeService`, `/Overtime` and `/Help`.
 //!
 //! They take an admin's v2 `key` like every v2 call. A success answers the JSON string

@@ -1,4 +1,4 @@
-//! The v2 answers: bodies, content types and statuses of `legacy-v2.md` §5, in one place.
+//! The v2 answers: bodies, content types and statuses of `docs/legacy-v2.md` §5, in one place.
 //!
 //! v2 clients mostly ignore the status and look at the body: a JSON object or array is
 //! data, a JSON string is a hard failure, and a body that is not JSON at all makes `cico`

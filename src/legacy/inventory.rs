@@ -1,5 +1,5 @@
 //! `/Inventory`: the key's nodes as `[hostname, ssid]` pairs, or every node as a 14-column
-//! row (`legacy-v2.md` §5 f).
+//! row (`docs/legacy-v2.md` §5 f).
 //!
 //! A row's `centos_version`, `architecture` and `flavor` are those of the v2 request that
 //! leads to the node's pool through `metaclient.poolmap`
@@ -190,7 +190,7 @@ pub fn full_rows<'a>(
 }
 
 /// A row of the unkeyed inventory: `[id, hostname, ipaddr, chassis, used_count, state,
-/// "ssid", distro, rel, ver, arch, pool, console_port, flavor]` (`legacy-v2.md` §5 f).
+/// "ssid", distro, rel, ver, arch, pool, console_port, flavor]` (`docs/legacy-v2.md` §5 f).
 pub struct FullRow<'a> {
     node: &'a Node,
     /// The hostname as v2 shows it.

@@ -5,7 +5,7 @@
 //! the answer the way v2 clients parse it ([`answer`]). It never touches the engine or the
 //! database, so it runs the same inside `duffy serve --legacy` (pointed at the server
 //! itself) and standalone in `duffy serve-legacy`. It keeps no state a restart could lose:
-//! every answer is derived from v3 answers. The contract is `legacy-v2.md` §5.
+//! every answer is derived from v3 answers. The contract is `docs/legacy-v2.md` §5.
 
 pub mod admin;
 pub mod answer;
@@ -161,7 +161,7 @@ impl Legacy {
         Ok(known)
     }
 
-    /// An inventory hostname through `mangle_hostname` (`legacy-v2.md` §5 k).
+    /// An inventory hostname through `mangle_hostname` (`docs/legacy-v2.md` §5 k).
     fn mangle(&self, hostname: &str) -> String {
         let Some(env) = &self.mangle else {
             return hostname.to_owned();

@@ -451,7 +451,7 @@ mod tests {
         Wanted::new(Some(ver.into()), Some(arch.into()), flavor.map(Into::into))
     }
 
-    /// The two entries of `legacy-v2.md` §4 and their documented results.
+    /// The two entries of `docs/legacy-v2.md` §4 and their documented results.
     #[test]
     fn the_documented_examples_map_as_the_original() {
         let map = PoolMap::new(&[

@@ -1,7 +1,7 @@
 //! The v2 query string, parsed with serde_qs the way v2's Flask (werkzeug) read it.
 //!
 //! Every parameter is read as text and checked by the handler, so a bad value gets the
-//! v2-shaped answer of `legacy-v2.md` §5 rather than a parser's error. As in werkzeug:
+//! v2-shaped answer of `docs/legacy-v2.md` §5 rather than a parser's error. As in werkzeug:
 //! a repeated parameter takes its first value, `name[x]` is just another (ignored) name,
 //! bytes that do not decode to UTF-8 are replaced rather than refused, and empty pairs
 //! (`&&`, `=x`) are skipped. An empty value is a value (`count=` is not a count), except for

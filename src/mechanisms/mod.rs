@@ -35,7 +35,7 @@ pub struct NodeInput {
 pub enum Deprovisioned {
     /// Entries to match against each node's `data.provision`; unmatched nodes failed.
     Entries(Vec<Value>),
-    /// The pool has no deprovisioning step: every node is done (bare metal, `D#8`).
+    /// The pool has no deprovisioning step: every node is done (bare metal, `docs/deviations.md` D#8).
     All,
 }
 

@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 
 use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx, on_tx_per_backend};
 
-/// The life cycle of a node (`v3-api.md` §10).
+/// The life cycle of a node (`docs/v3-api.md` §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeState {
     /// Registered or returned, not in a pool's cycle.

@@ -1,4 +1,4 @@
-//! Authentication (`v3-api.md` §1, D#1, D#2, D#12).
+//! Authentication (`docs/v3-api.md` §1, `docs/deviations.md` D#1, D#2, D#12).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

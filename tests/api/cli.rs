@@ -1,5 +1,5 @@
 //! `duffy admin`, `duffy config`, `duffy migrate` and `--version`, run as a user runs them,
-//! with the original's output lines (`cli.md` §2–§3).
+//! with the original's output lines (`docs/cli.md` §2–§3).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! Our `duffy client` against the test app: requests, exit statuses and one-line errors
-//! (`cli.md` §4–§5). Its outputs are compared byte for byte with the original client in
+//! (`docs/cli.md` §4–§5). Its outputs are compared byte for byte with the original client in
 //! `compat-tests/`.
 
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! Parallel requests: no node in two sessions, quotas hold (D#13).
+//! Parallel requests: no node in two sessions, quotas hold (`docs/deviations.md` D#13).
 
 use std::collections::HashSet;
 

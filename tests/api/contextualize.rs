@@ -1,4 +1,4 @@
-//! Handing nodes over with SSH keys (`v3-api.md` §7 steps 5–8, D#14), with a contextualizer
+//! Handing nodes over with SSH keys (`docs/v3-api.md` §7 steps 5–8, `docs/deviations.md` D#14), with a contextualizer
 //! that fails on chosen addresses instead of a real ssh.
 
 use std::collections::HashSet;

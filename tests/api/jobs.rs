@@ -400,7 +400,7 @@ both_backends!(
 mod deprovisioning {
     use super::*;
 
-    /// Nodes leave their pool when deprovisioning starts (`v3-api.md` §10).
+    /// Nodes leave their pool when deprovisioning starts (`docs/v3-api.md` §10).
     async fn nodes_leave_their_pool_when_deprovisioning_starts(backend: Backend) {
         let app = spawn_app(backend).await;
         let a = app.request_session(app.admin_auth(), "pool-b", 2).await;

@@ -1,5 +1,5 @@
 //! The v2 endpoints end to end: the translation layer in front of the real v3 API, on both
-//! backends (`legacy-v2.md` §5).
+//! backends (`docs/legacy-v2.md` §5).
 
 use std::collections::HashSet;
 use std::sync::Arc;

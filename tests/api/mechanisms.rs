@@ -1,5 +1,5 @@
 //! The `noop` mechanism's knobs and the engine's rules for mechanism results
-//! (`v3-api.md` §11, `config.md` §5).
+//! (`docs/v3-api.md` §11, `docs/config.md` §5).
 
 use serde_json::json;
 
@@ -244,7 +244,7 @@ async fn mechanism_results_follow_the_originals_rules(backend: Backend) {
     let node = &s.body["session"]["nodes"][0];
     assert!(node["hostname"].is_string(), "{node}");
     assert_eq!(node["data"]["provision"]["extra"], node["id"]);
-    // no deprovisioning step (D#8): the nodes are done
+    // no deprovisioning step (`docs/deviations.md` D#8): the nodes are done
     let sid = s.session_id();
     app.retire(app.admin_auth(), sid).await;
     assert_eq!(app.deprovision().await.done, 2);

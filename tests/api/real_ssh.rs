@@ -1,4 +1,4 @@
-//! Contextualization against a real sshd on loopback (`v3-api.md` §12, D#14): the tenant's
+//! Contextualization against a real sshd on loopback (`docs/v3-api.md` §12, `docs/deviations.md` D#14): the tenant's
 //! key lands after the marker line at hand-out and leaves at deprovision, and a node whose
 //! ssh fails is failed and replaced. See `sshd.rs` for the server and `DUFFY_SKIP_SSHD`.
 

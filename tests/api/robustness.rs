@@ -1,5 +1,5 @@
 //! Bad input gets a clear 4xx in the documented shape and changes nothing; a real fault is
-//! a 500 whose cause is logged, not sent (D#17).
+//! a 500 whose cause is logged, not sent (`docs/deviations.md` D#17).
 
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! `/sessions` (`v3-api.md` §7–§8, D#3–D#7).
+//! `/sessions` (`docs/v3-api.md` §7–§8, `docs/deviations.md` D#3–D#7).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -416,7 +416,7 @@ async fn session_updates_check_existence_and_owner(backend: Backend) {
         .request_session(Auth::Basic("alice", &akey), "pool-a", 1)
         .await)
         .session_id();
-    // D#3: 404 with or without expires_at
+    // `docs/deviations.md` D#3: 404 with or without expires_at
     for body in [json!({"active": false}), json!({"expires_at": "+1h"})] {
         let a = app
             .put("/api/v1/sessions/999", Auth::Basic("alice", &akey), &body)
@@ -480,7 +480,7 @@ async fn extending_is_clamped(backend: Backend) {
         .await;
     assert_eq!(expiry(&a), TimeDelta::days(5), "admins are not clamped");
 
-    // absolute times: an offset is converted (D#5)
+    // absolute times: an offset is converted (`docs/deviations.md` D#5)
     let at = (created_at + TimeDelta::hours(3))
         .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap());
     let a = app

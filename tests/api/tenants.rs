@@ -1,4 +1,4 @@
-//! `/tenants` (`v3-api.md` §5–§6, D#11).
+//! `/tenants` (`docs/v3-api.md` §5–§6, `docs/deviations.md` D#11).
 
 use serde_json::json;
 
@@ -147,7 +147,7 @@ async fn tenants_see_themselves_and_admins_see_all(backend: Backend) {
         .status,
         200
     );
-    // another tenant's id is 403 whether or not it exists (D#11)
+    // another tenant's id is 403 whether or not it exists (`docs/deviations.md` D#11)
     for id in [bob.id, 999] {
         let a = app
             .get(

@@ -194,7 +194,7 @@ fn parse_update(body: &[u8]) -> Result<SessionUpdate, Vec<FieldError>> {
 }
 
 /// A new expiry: a signed duration (`+3h30m`, `-2d`) or a datetime; a datetime with an
-/// offset is converted to UTC (D#5), a naive one is UTC. Numbers are rejected (D#4).
+/// offset is converted to UTC (`docs/deviations.md` D#5), a naive one is UTC. Numbers are rejected (D#4).
 fn expires_at(v: &Value) -> Result<ExpiresAt, Issue> {
     let invalid = || {
         Issue::value_error(

@@ -1,5 +1,5 @@
 //! `--format flat`: one line of `key=value` pairs per pool or per session node, for shell
-//! scripts (`cli.md` §6).
+//! scripts (`docs/cli.md` §6).
 //!
 //! The original picks the first top-level key present among `error`, `pool`, `pools`,
 //! `session` and `sessions`, joins its lines with `\n`, and `click.echo`es the text: with
@@ -297,7 +297,7 @@ mod tests {
     // Unless a test says otherwise, every expected string below is what the original
     // formatter printed: `DuffyFlatFormatter().format(body)` from PyPI's duffy[client] 3.4.0
     // (CPython 3.11.7), followed by `click.echo`'s newline as the command adds it; the
-    // `cli.md` §6 examples were also run through the real `duffy client --format flat`
+    // `docs/cli.md` §6 examples were also run through the real `duffy client --format flat`
     // against a stub server answering those bodies.
 
     fn session(id: i64, active: bool, retired_at: Value, nodes: Value) -> Value {

@@ -101,7 +101,7 @@ mod tests {
 
     // Every expected string below was printed by CPython 3.11.7:
     //   python3 -c 'import json,sys; sys.stdout.write(json.dumps(json.loads(sys.argv[1]), indent=4)+"\n")' 'BODY'
-    // and, for the `cli.md` §6 examples, by the real `duffy client` 3.4.0 from PyPI against a
+    // and, for the `docs/cli.md` §6 examples, by the real `duffy client` 3.4.0 from PyPI against a
     // stub server answering those bodies.
 
     #[test]

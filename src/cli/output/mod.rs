@@ -1,5 +1,5 @@
 //! What `duffy client` prints: the three `--format`s of the original Python client, byte
-//! for byte (`cli.md` §6).
+//! for byte (`docs/cli.md` §6).
 //!
 //! The original hands the server's JSON body (or its error wrapper) to `json.dumps(…,
 //! indent=4)`, PyYAML's `yaml.dump(…)` or its own flat formatter, and prints the result with

@@ -642,7 +642,7 @@ mod tests {
     // Every expected string below is `yaml.dump(v) + "\n"` as printed by PyYAML 6.0.3 on
     // CPython 3.11.7, produced with
     //   python3 -c 'import json,sys,yaml; print(repr(yaml.dump(json.loads(sys.argv[1]))+"\n"))' 'BODY'
-    // (the `+ "\n"` is `click.echo`'s); the `cli.md` §6 example was also checked against the
+    // (the `+ "\n"` is `click.echo`'s); the `docs/cli.md` §6 example was also checked against the
     // real `duffy client --format yaml` 3.4.0 from PyPI and a stub server.
 
     /// `yaml.dump` of `{"k": <s>}`, without the `k: ` and the final newlines.

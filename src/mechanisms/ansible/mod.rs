@@ -6,7 +6,7 @@
 //! result is `duffy_out` of the last successful `set_fact` that sets it, whose `nodes` the
 //! engine pairs with the nodes (provisioning, by position) or matches against their
 //! `data.provision` (deprovisioning). A pool without a deprovision playbook deprovisions
-//! nothing and succeeds (`deviations.md` D#8).
+//! nothing and succeeds (`docs/deviations.md` D#8).
 //!
 //! Extensions of the pool's `mechanism.ansible` keys: `ansible-playbook` (the program) and
 //! `timeout` (how long one run may take before it is killed).
