@@ -12,7 +12,7 @@ use crate::api::error::ApiError;
 use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::EngineError;
 use crate::metrics::{Gauges, Metrics};
-use crate::store::{self, nodes::NodeState, pauses};
+use crate::store::{nodes::NodeState, pauses};
 
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -56,7 +56,7 @@ fn text_with(metrics: &Metrics, gauges: &Gauges) -> Response {
 async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
     let engine = &state.engine;
     let mut gauges = Gauges::default();
-    let counts = store::nodes::count_by_pool_state(engine.db()).await?;
+    let counts = engine.node_counts().await?;
     let mut pools: Vec<String> = engine
         .config()
         .nodepools
@@ -82,10 +82,10 @@ async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
             );
         }
     }
-    for (tenant, n) in store::sessions::active_by_tenant(engine.db()).await? {
+    for (tenant, n) in engine.active_sessions_by_tenant().await? {
         gauges.set("duffy_sessions_active", &[("tenant", tenant)], n as f64);
     }
-    let paused = store::pauses::list(engine.db()).await?;
+    let paused = engine.pauses().await?;
     let scopes = std::iter::once(pauses::SERVICE.to_owned())
         .chain(engine.config().nodepools.concrete().map(|p| p.name.clone()));
     for scope in scopes {
