@@ -317,7 +317,10 @@ fn logs_to_a_pipe_are_plain_text() {
             stderr.contains("app.logging is accepted but ignored"),
             "no warning logged: {stderr}"
         );
-        assert!(!stderr.contains('\u{1b}'), "colour codes in the log: {stderr:?}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "colour codes in the log: {stderr:?}"
+        );
         assert!(!out.stdout.contains(&0x1b), "colour codes in the output");
     }
 }
