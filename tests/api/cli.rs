@@ -289,3 +289,38 @@ fn version_and_migrate() {
         );
     }
 }
+
+/// Log lines written to a pipe (a file, journald) carry no ANSI colour codes, with or
+/// without `NO_COLOR`; nor does the command's own output.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &dir.path().join("duffy.db"));
+    // app.logging is accepted with a warning in the log.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("app:\n  logging:\n    version: 1\n");
+    std::fs::write(&cfg, text).unwrap();
+    for no_color in [None, Some("1")] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c")
+            .arg(&cfg)
+            .args(["config", "check"])
+            .env("RUST_LOG", "warn")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().expect("duffy runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("app.logging is accepted but ignored"),
+            "no warning logged: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "colour codes in the log: {stderr:?}"
+        );
+        assert!(!out.stdout.contains(&0x1b), "colour codes in the output");
+    }
+}

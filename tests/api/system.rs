@@ -96,11 +96,7 @@ pub fn ensure_debian_package(program: &str, package: &str, skip_var: &str) {
     }
 }
 
-/// Whether `var` asks to skip a group of tests; says so when it does.
+/// Whether `var` asks to skip a group of tests; says so, visibly, when it does.
 pub fn skipped(var: &str, what: &str) -> bool {
-    let skip = std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0");
-    if skip {
-        eprintln!("{var} is set: {what} skipped");
-    }
-    skip
+    crate::skip::requested(var, what)
 }

@@ -359,13 +359,10 @@ fn excerpt(text: &str) -> String {
     format!("{}{more}", lines.join("\n"))
 }
 
-/// Whether `DUFFY_SKIP_MARIADB` asks to skip the MariaDB tests; says so when it does.
+/// Whether `DUFFY_SKIP_MARIADB` asks to skip the MariaDB tests; says so when it does
+/// (with `skip.rs`, which the including binary has beside this module).
 fn skipped() -> bool {
-    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
-    if skip {
-        eprintln!("{SKIP_VAR} is set: MariaDB test skipped");
-    }
-    skip
+    super::skip::requested(SKIP_VAR, "MariaDB test")
 }
 
 /// Whether this process runs as root (`/proc/self` belongs to the effective user).
