@@ -9,6 +9,8 @@ pub mod mariadb;
 pub mod original;
 #[path = "../../tests/common/pg.rs"]
 mod pg;
+#[path = "../../tests/common/process.rs"]
+mod process;
 mod server;
 #[path = "../../tests/common/skip.rs"]
 mod skip;

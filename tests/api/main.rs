@@ -11,6 +11,8 @@ mod helpers;
 mod mariadb;
 #[path = "../common/pg.rs"]
 mod pg;
+#[path = "../common/process.rs"]
+mod process;
 #[path = "../common/skip.rs"]
 mod skip;
 #[path = "../common/venv.rs"]
