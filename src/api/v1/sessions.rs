@@ -12,11 +12,10 @@ use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Fields, Issue};
 use crate::api::wire::docs;
 use crate::api::wire::{SessionOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::sessions::{ExpiresAt, NodesSpec, SessionUpdate};
-
-/// The largest `quantity` a spec may ask for (the original's integer column).
-const MAX_QUANTITY: i64 = i32::MAX as i64;
+use crate::http::{body, json};
+use crate::protocol::v3::MAX_QUANTITY;
 
 /// The session routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
