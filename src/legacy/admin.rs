@@ -161,3 +161,31 @@ fn admin_refusal(e: ClientError, missing: V2Error) -> V2Error {
         Some(ErrorKind::Internal | ErrorKind::Paused | ErrorKind::Unavailable) | None => e.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_refused_admin_call_has_its_v2_answer() {
+        for kind in ErrorKind::ALL {
+            let e = ClientError::Api {
+                status: reqwest::StatusCode::from_u16(kind.status()).unwrap(),
+                kind: Some(kind),
+                detail: "node 3 is not in downtime".into(),
+            };
+            let got = admin_refusal(e, V2Error::InvalidNode);
+            let expected = match kind.status() {
+                401 => ("invalid_key", "Invalid duffy key"),
+                403 => ("admin_required", "Admin key required"),
+                404 => ("invalid_node", "Invalid node ID"),
+                409 | 422 => ("refused", "node 3 is not in downtime"),
+                _ => ("unavailable", ""),
+            };
+            assert_eq!(got.outcome(), expected.0, "{kind}");
+            if !expected.1.is_empty() {
+                assert_eq!(got.to_string(), expected.1, "{kind}");
+            }
+        }
+    }
+}

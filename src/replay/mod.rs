@@ -9,7 +9,7 @@
 //! Each request gets one verdict (compatible, different with the differences, or error) and
 //! the run a [`Summary`]; a migration passes only when everything replayed is compatible.
 //!
-//! It speaks HTTP only and uses nothing of the v2 server ([`crate::legacy`]), just the v2
+//! It speaks HTTP only and uses nothing of the v2 server (`src/legacy/`), just the v2
 //! vocabulary both share ([`crate::protocol::v2`]); `duffy replay` is its command.
 
 pub mod accesslog;

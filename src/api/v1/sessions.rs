@@ -268,6 +268,8 @@ pub struct NodesSpecRequest {
     #[schema(example = "virt-ec2-t2-centos-9s-x86_64")]
     pool: String,
     /// How many nodes.
+    // utoipa takes only a literal here: `the_documented_maximum_is_the_quantity_cap` holds
+    // it to `MAX_QUANTITY`.
     #[schema(minimum = 1, maximum = 2147483647, example = 2)]
     quantity: i64,
 }
@@ -298,6 +300,13 @@ pub struct SessionsApi;
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_documented_maximum_is_the_quantity_cap() {
+        let doc = serde_json::to_value(crate::api::docs::openapi()).unwrap();
+        let quantity = &doc["components"]["schemas"]["NodesSpecRequest"]["properties"]["quantity"];
+        assert_eq!(quantity["maximum"], json!(MAX_QUANTITY), "{quantity}");
+    }
 
     #[test]
     fn datetimes_with_offsets_are_converted_to_utc() {
