@@ -12,7 +12,7 @@ use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::EngineError;
 use crate::http::metrics_text;
 use crate::metrics::Gauges;
-use crate::store::{self, nodes::NodeState, pauses};
+use crate::store::{nodes::NodeState, pauses};
 
 /// The metrics route of the v3 server.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
@@ -38,7 +38,7 @@ pub async fn show_metrics(auth: Option<String>, state: State) -> Result<Response
 async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
     let engine = &state.engine;
     let mut gauges = Gauges::default();
-    let counts = store::nodes::count_by_pool_state(engine.db()).await?;
+    let counts = engine.node_counts().await?;
     let mut pools: Vec<String> = engine
         .config()
         .nodepools
@@ -64,10 +64,10 @@ async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
             );
         }
     }
-    for (tenant, n) in store::sessions::active_by_tenant(engine.db()).await? {
+    for (tenant, n) in engine.active_sessions_by_tenant().await? {
         gauges.set("duffy_sessions_active", &[("tenant", tenant)], n as f64);
     }
-    let paused = store::pauses::list(engine.db()).await?;
+    let paused = engine.pauses().await?;
     let scopes = std::iter::once(pauses::SERVICE.to_owned())
         .chain(engine.config().nodepools.concrete().map(|p| p.name.clone()));
     for scope in scopes {
