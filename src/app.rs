@@ -17,7 +17,7 @@ use crate::engine::{self, Engine, EngineError};
 use crate::legacy::{self, Legacy};
 use crate::mechanisms::{self, Mechanisms};
 use crate::store::{Db, StoreError};
-use crate::{api, store};
+use crate::{api, http, store};
 
 /// How long shutdown waits for running mechanism runs.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -180,7 +180,7 @@ impl App {
             Some(legacy) => v3.or(legacy::routes(legacy)).unify().boxed(),
             None => v3,
         };
-        api::serve(
+        http::serve(
             self.listener,
             routes,
             self.engine.metrics().clone(),
