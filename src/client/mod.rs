@@ -327,10 +327,11 @@ impl Client {
             kind,
         ) = self.exchange(auth, call).await?;
         if status != expected {
+            let detail = detail_of(&body);
             return Err(ClientError::Api {
                 status,
-                kind: ErrorKind::of_answer(status.as_u16(), kind.as_deref()),
-                detail: detail_of(&body),
+                kind: ErrorKind::of_answer(status.as_u16(), kind.as_deref(), &detail),
+                detail,
             });
         }
         let unreadable = |reason: String| ClientError::Unreadable { status, reason };

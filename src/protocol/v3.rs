@@ -137,11 +137,33 @@ impl ErrorKind {
     /// the named kind when it is known and belongs to that status, else what the status
     /// alone says ([`ErrorKind::from_status`]). A kind that does not fit the status (a proxy
     /// that replaced the answer but kept its headers) is not believed.
-    pub fn of_answer(status: u16, header: Option<&str>) -> Option<ErrorKind> {
-        header
-            .and_then(|name| ErrorKind::from_name(name.trim()))
-            .filter(|kind| kind.status() == status)
-            .or_else(|| ErrorKind::from_status(status))
+    ///
+    /// An answer with no header at all comes from a server that names no kinds: the
+    /// original Duffy 3.4.0 behind `duffy serve-legacy`. Its texts are those of a finished
+    /// release and will never change, so for it alone the two kinds the v2 layer must tell
+    /// apart from their status are read from them ([`ErrorKind::of_original`]). Our own
+    /// server always names the kind, so rewording our texts never changes a decision.
+    pub fn of_answer(status: u16, header: Option<&str>, detail: &str) -> Option<ErrorKind> {
+        match header {
+            Some(name) => ErrorKind::from_name(name.trim())
+                .filter(|kind| kind.status() == status)
+                .or_else(|| ErrorKind::from_status(status)),
+            None => {
+                ErrorKind::of_original(status, detail).or_else(|| ErrorKind::from_status(status))
+            }
+        }
+    }
+
+    /// The finer kinds of the original Duffy 3.4.0's error answers, which carry no header:
+    /// `422 can't reserve nodes: …` (no ready node: a v2 client should wait and retry) and
+    /// `403 quota exceeded: …`. The one place where a detail's wording is read, and only
+    /// for a server that names no kinds.
+    fn of_original(status: u16, detail: &str) -> Option<ErrorKind> {
+        match status {
+            422 if detail.starts_with("can't reserve nodes") => Some(ErrorKind::NoNodes),
+            403 if detail.starts_with("quota exceeded") => Some(ErrorKind::QuotaExceeded),
+            _ => None,
+        }
     }
 }
 
@@ -188,15 +210,15 @@ mod tests {
 
     #[test]
     fn the_header_is_believed_only_when_it_fits_the_status() {
-        let of = ErrorKind::of_answer;
+        let of = |status, header| ErrorKind::of_answer(status, header, "can't reserve nodes: x");
         assert_eq!(of(422, Some("no-nodes")), Some(ErrorKind::NoNodes));
         assert_eq!(
             of(403, Some("quota-exceeded")),
             Some(ErrorKind::QuotaExceeded)
         );
         assert_eq!(of(503, Some(" paused ")), Some(ErrorKind::Paused));
-        // No header, an unknown kind (a newer server), or one of another status.
-        assert_eq!(of(422, None), Some(ErrorKind::Unprocessable));
+        // An unknown kind (a newer server), or one of another status: the status alone,
+        // whatever the detail says.
         assert_eq!(
             of(422, Some("out-of-nodes")),
             Some(ErrorKind::Unprocessable)
@@ -204,5 +226,31 @@ mod tests {
         assert_eq!(of(502, Some("no-nodes")), None);
         assert_eq!(of(403, Some("no-nodes")), Some(ErrorKind::Forbidden));
         assert_eq!(of(429, None), None);
+        assert_eq!(
+            of(422, Some("unprocessable")),
+            Some(ErrorKind::Unprocessable)
+        );
+    }
+
+    #[test]
+    fn without_a_header_the_original_servers_two_texts_are_read() {
+        let of = |status, detail| ErrorKind::of_answer(status, None, detail);
+        let reserve = "can't reserve nodes: quantity=2 pool='p'";
+        let quota = "quota exceeded: requested nodes (3) + current allocation (9) = 12 > 10";
+        assert_eq!(of(422, reserve), Some(ErrorKind::NoNodes));
+        assert_eq!(of(403, quota), Some(ErrorKind::QuotaExceeded));
+        // Only with the status the original gave them.
+        assert_eq!(of(403, reserve), Some(ErrorKind::Forbidden));
+        assert_eq!(of(422, quota), Some(ErrorKind::Unprocessable));
+        assert_eq!(
+            of(422, "session 3 is retired"),
+            Some(ErrorKind::Unprocessable)
+        );
+        assert_eq!(of(503, reserve), Some(ErrorKind::Unavailable));
+        // A server that names kinds is never second-guessed by its wording.
+        assert_eq!(
+            ErrorKind::of_answer(422, Some("unprocessable"), reserve),
+            Some(ErrorKind::Unprocessable)
+        );
     }
 }
