@@ -713,17 +713,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_a_usable_header_the_status_alone_decides() {
+    async fn without_a_usable_header_the_status_decides() {
         let cases = [
-            // Another server, or an older one: no header.
+            // A server that names no kinds (the original 3.4.0): its two frozen texts are
+            // known, anything else counts by its status.
             (
                 answer(422, None, "can't reserve nodes: quantity=1 pool='p'"),
-                Some(ErrorKind::Unprocessable),
+                Some(ErrorKind::NoNodes),
             ),
             (
                 answer(403, None, "quota exceeded: …"),
-                Some(ErrorKind::Forbidden),
+                Some(ErrorKind::QuotaExceeded),
             ),
+            (
+                answer(422, None, "tenant t is retired"),
+                Some(ErrorKind::Unprocessable),
+            ),
+            (answer(403, None, "not yours"), Some(ErrorKind::Forbidden)),
             (answer(503, None, "later"), Some(ErrorKind::Unavailable)),
             (answer(404, None, "Not Found"), Some(ErrorKind::NotFound)),
             // A kind this client does not know (a newer server), or one of another status.
