@@ -184,6 +184,7 @@ impl App {
             self.listener,
             routes,
             self.engine.metrics().clone(),
+            self.engine.config().app.connections,
             shutdown,
         )
         .await;

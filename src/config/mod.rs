@@ -25,8 +25,9 @@ pub use duration::{
     python_timedelta, seconds_json,
 };
 pub use model::{
-    AppConfig, ClientAuth, ClientConfig, Config, DatabaseConfig, Deadlines, Defaults, FillBackoff,
-    InvalidLogLevel, LogLevel, MetaclientConfig, PoolMapEntry, Retries, SshConfig, TasksConfig,
+    AppConfig, ClientAuth, ClientConfig, Config, ConnectionLimits, DatabaseConfig, Deadlines,
+    Defaults, FillBackoff, InvalidLogLevel, LogLevel, MetaclientConfig, PoolMapEntry, Retries,
+    SshConfig, TasksConfig,
 };
 pub use pools::{
     AnsibleConfig, DEFAULT_ANSIBLE_TIMEOUT, DEFAULT_NOOP_HOSTNAME, MechanismConfig, NodePools,

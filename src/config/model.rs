@@ -139,6 +139,36 @@ pub struct AppConfig {
     pub anonymous_read: bool,
     /// `app.ssh` (extension): how the SSH step of contextualization reaches the nodes.
     pub ssh: SshConfig,
+    /// `app.connections` (extension): what a client connection may take of the server.
+    pub connections: ConnectionLimits,
+}
+
+/// `app.connections` (extension): bounds on client connections, for every listener of the
+/// process (the v3 API, and the v2 layer's own port under `serve-legacy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `max`: connections open at once per listener; one more is answered 503 and closed.
+    pub max: u32,
+    /// `idle-timeout`: a connection with no request in progress that receives nothing for
+    /// this long is closed (a fresh connection, or a kept-alive one between requests).
+    pub idle_timeout: StdDuration,
+    /// `header-timeout`: once a request's first byte has arrived, its whole head must arrive
+    /// within this; otherwise the connection is closed.
+    pub header_timeout: StdDuration,
+    /// `body-timeout`: a request's body must arrive within this once its head has; otherwise
+    /// the answer is 408.
+    pub body_timeout: StdDuration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max: 4096,
+            idle_timeout: StdDuration::from_secs(60),
+            header_timeout: StdDuration::from_secs(10),
+            body_timeout: StdDuration::from_secs(30),
+        }
+    }
 }
 
 /// `app.ssh` (extension): the ssh client run to push tenant keys to nodes and remove them.
@@ -521,6 +551,40 @@ struct RawApp {
     #[serde(rename = "anonymous-read")]
     anonymous_read: Option<bool>,
     ssh: Option<RawSsh>,
+    connections: Option<RawConnections>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of connection limits")]
+struct RawConnections {
+    max: Option<PositiveInt>,
+    #[serde(rename = "idle-timeout")]
+    idle_timeout: Option<Dur>,
+    #[serde(rename = "header-timeout")]
+    header_timeout: Option<Dur>,
+    #[serde(rename = "body-timeout")]
+    body_timeout: Option<Dur>,
+}
+
+impl RawConnections {
+    /// Fills in the defaults; every timeout must be positive.
+    fn resolve(self) -> Result<ConnectionLimits, FieldError> {
+        let defaults = ConnectionLimits::default();
+        let timeout = |value: Option<Dur>, default: StdDuration, key: &str| match value {
+            None => Ok(default),
+            Some(Dur(d)) => positive_std(d, &["app", "connections", key]),
+        };
+        Ok(ConnectionLimits {
+            max: self.max.map_or(defaults.max, |m| m.0),
+            idle_timeout: timeout(self.idle_timeout, defaults.idle_timeout, "idle-timeout")?,
+            header_timeout: timeout(
+                self.header_timeout,
+                defaults.header_timeout,
+                "header-timeout",
+            )?,
+            body_timeout: timeout(self.body_timeout, defaults.body_timeout, "body-timeout")?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -826,6 +890,10 @@ fn assemble(
                 Some(ssh) => ssh.resolve().map_err(loc)?,
                 None => SshConfig::default(),
             },
+            connections: match a.connections {
+                Some(c) => c.resolve().map_err(loc)?,
+                None => ConnectionLimits::default(),
+            },
         },
         None => AppConfig {
             loglevel: LogLevel::Info,
@@ -834,6 +902,7 @@ fn assemble(
             retries: None,
             anonymous_read: true,
             ssh: SshConfig::default(),
+            connections: ConnectionLimits::default(),
         },
     };
 

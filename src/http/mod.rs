@@ -8,6 +8,7 @@
 
 mod body;
 mod rejected;
+mod serve;
 
 use std::sync::Arc;
 
@@ -19,9 +20,11 @@ use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
+use crate::config::ConnectionLimits;
 use crate::metrics::{Gauges, Metrics};
-pub use body::{BODY_LIMIT, BodyTooLarge, BodyUnreadable, body};
+pub use body::{BODY_LIMIT, BodyTimedOutRejection, BodyTooLarge, BodyUnreadable, body};
 pub use rejected::{Rejected, recover};
+pub use serve::BodyTimedOut;
 
 /// The Prometheus text format's content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -76,18 +79,16 @@ pub fn wrap(
 }
 
 /// Serves `routes` (see [`wrap`]) on `listener` until `shutdown` fires, then finishes open
-/// requests.
+/// requests; connections are bounded by `limits` (see [`serve`](self::serve)).
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     metrics: Arc<Metrics>,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
-    warp::serve(wrap(routes, metrics))
-        .incoming(listener)
-        .graceful(shutdown.cancelled_owned())
-        .run()
-        .await;
+    let routes = wrap(routes, metrics).map(Reply::into_response).boxed();
+    serve::run(listener, routes, limits, shutdown).await;
 }
 
 /// The raw query string, empty when there is none (handlers decode it themselves).

@@ -1,5 +1,5 @@
 //! What the plumbing answers by itself, before any handler decides: an unknown path, a wrong
-//! method, a body too large or unreadable. Both servers answer these alike, in the v3 error
+//! method, a body too large, unreadable or too slow. Both servers answer these alike, in the v3 error
 //! envelope `{"detail": …}`, and without an error kind (the status says it all).
 
 use std::convert::Infallible;
@@ -8,7 +8,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::body::{BodyTooLarge, BodyUnreadable};
+use super::body::{BodyTimedOutRejection, BodyTooLarge, BodyUnreadable};
 
 /// A request no route took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,9 @@ pub enum Rejected {
     /// The body could not be read (the client broke off).
     #[error("There was an error parsing the body")]
     BodyUnreadable,
+    /// The body did not arrive within `app.connections.body-timeout`.
+    #[error("Request Timeout")]
+    BodyTimedOut,
 }
 
 impl Rejected {
@@ -35,6 +38,8 @@ impl Rejected {
             || rejection.find::<warp::reject::PayloadTooLarge>().is_some()
         {
             Rejected::PayloadTooLarge
+        } else if rejection.find::<BodyTimedOutRejection>().is_some() {
+            Rejected::BodyTimedOut
         } else if rejection.find::<BodyUnreadable>().is_some() {
             Rejected::BodyUnreadable
         } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -54,6 +59,7 @@ impl Rejected {
             Rejected::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Rejected::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Rejected::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -34,7 +34,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use crate::client::{Auth, Client, ClientError};
-use crate::config::MetaclientConfig;
+use crate::config::{ConnectionLimits, MetaclientConfig};
 use crate::http;
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::v2::Endpoint;
@@ -287,7 +287,12 @@ async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String, id: Stri
 
 /// Serves the v2 routes alone on `listener` until `shutdown` fires (`duffy serve-legacy`),
 /// with their own `/metrics`.
-pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    legacy: Arc<Legacy>,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
     let metrics = legacy.metrics.clone();
     let upkeep = tokio::spawn(crate::metrics::upkeep_loop(
         metrics.clone(),
@@ -300,7 +305,7 @@ pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: Cancell
             .map(move || http::metrics_text(&metrics, &Gauges::default()))
     };
     let all = routes(legacy).or(scrape).unify().boxed();
-    http::serve(listener, all, metrics, shutdown).await;
+    http::serve(listener, all, metrics, limits, shutdown).await;
     upkeep.abort();
 }
 

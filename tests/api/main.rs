@@ -28,6 +28,7 @@ mod cli;
 mod cli_admin;
 mod client;
 mod concurrency;
+mod connections;
 mod contextualize;
 mod docs;
 mod jobs;
