@@ -37,6 +37,11 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Ok(db) => db,
         Err(e) => return super::report_error("cannot open the database", e),
     };
+    // Held until the server stops: a second `duffy serve` on the same SQLite file is refused.
+    let _serving = match app::lock_for_serving(&app::database_url(&config)) {
+        Ok(lock) => lock,
+        Err(e) => return super::report_error("cannot start", e),
+    };
     let engine = match app::build_engine(config.clone(), db) {
         Ok(engine) => Arc::new(engine),
         Err(e) => return super::report_error("cannot start", e),

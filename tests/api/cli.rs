@@ -324,3 +324,85 @@ fn logs_to_a_pipe_are_plain_text() {
         assert!(!out.stdout.contains(&0x1b), "colour codes in the output");
     }
 }
+
+/// A `duffy serve` child process, killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `duffy serve -p 0` on `config`; the server once its banner says it serves, or its
+/// exit status and stderr when it stopped first.
+fn start_serve(config: &Path) -> Result<Server, (i32, String)> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(["serve", "-p", "0"])
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("duffy serve runs");
+    let stdout = child.stdout.take().unwrap();
+    // The banner's lines, read on a thread so that a server that says nothing cannot hang
+    // the test: it is killed after the bound below.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(line) if line.contains("Serving API on") => return Ok(Server(child)),
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            return Err((status.code().unwrap_or(-1), stderr));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "duffy serve neither served nor stopped within 60 s"
+        );
+    }
+}
+
+/// One `duffy serve` per SQLite file: a second is refused with a clear message while
+/// `duffy admin` keeps working beside the first, and a server killed with -9 leaves no lock
+/// behind.
+#[test]
+fn a_second_server_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("duffy.db");
+    let cfg = config_file(dir.path(), &db);
+    let first = start_serve(&cfg).unwrap_or_else(|e| panic!("first server: {e:?}"));
+    let Err((code, stderr)) = start_serve(&cfg) else {
+        panic!("a second server started on the same SQLite file");
+    };
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("another duffy serve is already running on the SQLite database")
+            && stderr.contains(&db.display().to_string()),
+        "{stderr}"
+    );
+    let admin = duffy(&cfg, &["admin", "list-tenants"]);
+    assert_eq!(admin.code, 0, "{}", admin.stderr);
+    // kill -9: the kernel drops the lock with the process.
+    let mut first = first;
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let again = start_serve(&cfg).unwrap_or_else(|e| panic!("after kill -9: {e:?}"));
+    drop(again);
+}
