@@ -143,10 +143,21 @@ pub async fn run(cli: Cli) -> ExitCode {
 fn init_tracing(level: LogLevel) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // warp::filters::trace would log every 4xx again as a warning and every 5xx as an error,
+    // after our own line: a client's mistake is not a warning. It stays off under `RUST_LOG`
+    // too, unless `RUST_LOG` names it.
+    const QUIET_TRACE: &str = "warp::filters::trace=off";
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) if spec.contains("warp::filters::trace") => Some(filter),
+            Ok(filter) => QUIET_TRACE.parse().ok().map(|d| filter.add_directive(d)),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let filter = filter.unwrap_or_else(|| {
         EnvFilter::new(format!(
-            // warp::filters::trace would log every 5xx again, after our own line.
-            "{},sqlx=warn,warp=error,warp::filters::trace=off,hyper=warn",
+            "{},sqlx=warn,warp=error,{QUIET_TRACE},hyper=warn",
             level.tracing_directive()
         ))
     });
