@@ -1,5 +1,7 @@
 //! Serving routes on a listener with bounded connections (`app.connections`): at most `max`
-//! open at once (one more is answered 503 and closed at once), an idle connection closed
+//! open at once, and never more than the open files limit allows (a new one beyond takes the
+//! place of the one that has waited longest without a request in progress, or, when every
+//! one is being answered, is answered 503 and closed at once), an idle connection closed
 //! after `idle-timeout`, a request head that must arrive within `header-timeout` of its first
 //! byte, a body within `body-timeout` of its head (else 408).
 //!
@@ -42,6 +44,17 @@ content-length: 39\r\n\
 \r\n\
 {\"detail\": \"Too many open connections\"}";
 
+/// How long a connection may wait for its first request before it can be asked to make room
+/// for a new one: time for a fresh client to send its head.
+const EVICTION_GRACE: Duration = Duration::from_millis(250);
+
+/// How long a new connection waits for the room an evicted one makes.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// Open files kept for everything but client connections: database connections, mechanism
+/// runs, log files, the v2 layer's calls.
+const FILES_KEPT: usize = 128;
+
 /// How long writing the refusal may take before the connection is just closed.
 const REFUSAL_LIMIT: Duration = Duration::from_secs(1);
 
@@ -62,7 +75,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let service = warp::service(routes);
-    let permits = Arc::new(Semaphore::new(limits.max as usize));
+    let cap = connection_cap(limits.max);
+    tracing::info!(
+        connections.cap = cap,
+        connections.max = limits.max,
+        "at most {cap} client connections at once (app.connections.max {}, less what the open files limit keeps for the rest)",
+        limits.max
+    );
+    let permits = Arc::new(Semaphore::new(cap));
+    let open = Arc::new(Mutex::new(Open::default()));
     let graceful = GracefulShutdown::new();
     let mut warned_at: Option<Instant> = None;
     loop {
@@ -78,22 +99,36 @@ pub async fn run(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Full: the connection that has waited longest without a request in progress
+            // makes room (an idle one, or one dribbling a head); a request being answered
+            // is never cut.
+            Err(_) if make_room(&open) => {
+                tokio::time::timeout(EVICTION_WAIT, permits.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
             if warned_at.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
                 warned_at = Some(Instant::now());
                 tracing::warn!(
-                    connections.max = limits.max,
-                    "{} connections are open (app.connections.max): refusing new ones with 503",
-                    limits.max
+                    connections.cap = cap,
+                    "{cap} connections are open and all are being answered: refusing new ones with 503"
                 );
             }
             tokio::spawn(refuse(stream));
             continue;
         };
+        let watch = Arc::new(Watch::new());
+        let id = open.lock().map_or(0, |mut open| open.insert(watch.clone()));
         let watcher = graceful.watcher();
         let service = service.clone();
+        let open = open.clone();
         tokio::spawn(async move {
-            let watch = Arc::new(Watch::new());
             let io = TokioIo::new(Watched {
                 inner: stream,
                 watch: watch.clone(),
@@ -114,12 +149,82 @@ pub async fn run(
                 why = watch.expired(limits) => {
                     tracing::debug!("closing a client connection: {why}");
                 }
+                () = watch.evicted.notified() => {
+                    tracing::debug!("closing a waiting client connection to make room for a new one");
+                }
+            }
+            if let Ok(mut open) = open.lock() {
+                open.watches.remove(&id);
             }
             drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The connections open at once: `app.connections.max`, but never more than the open files
+/// limit allows beside [`FILES_KEPT`] (a connection over it would fail to be accepted and
+/// could not even be refused).
+fn connection_cap(max: u32) -> usize {
+    let max = max as usize;
+    match open_files_limit() {
+        Some(limit) => max.min(limit.saturating_sub(FILES_KEPT).max(1)),
+        None => max,
+    }
+}
+
+/// The soft limit of open files, when there is one.
+#[cfg(target_os = "linux")]
+fn open_files_limit() -> Option<usize> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .and_then(|n| usize::try_from(n).ok())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_files_limit() -> Option<usize> {
+    None
+}
+
+/// The open connections, by a number of their own.
+#[derive(Default)]
+struct Open {
+    next: u64,
+    watches: std::collections::HashMap<u64, Arc<Watch>>,
+}
+
+impl Open {
+    fn insert(&mut self, watch: Arc<Watch>) -> u64 {
+        self.next += 1;
+        self.watches.insert(self.next, watch);
+        self.next
+    }
+}
+
+/// Asks the connection that has waited longest with no request in progress to close;
+/// `false` when every open connection is being answered.
+fn make_room(open: &Mutex<Open>) -> bool {
+    let Ok(open) = open.lock() else {
+        return false;
+    };
+    let longest = open
+        .watches
+        .values()
+        .filter(|w| {
+            w.in_flight.load(Ordering::Acquire) == 0
+                && !w.evicting.load(Ordering::Acquire)
+                && w.waiting() >= EVICTION_GRACE
+        })
+        .max_by_key(|w| w.waiting());
+    match longest {
+        Some(watch) => {
+            watch.evicting.store(true, Ordering::Release);
+            watch.evicted.notify_one();
+            true
+        }
+        None => false,
+    }
 }
 
 /// An `accept` that failed: a connection the client broke off is nothing; running out of
@@ -157,6 +262,10 @@ struct Watch {
     first_byte: AtomicU64,
     /// Requests handed to the routes and not answered yet.
     in_flight: AtomicUsize,
+    /// Asked to close, to make room for a new connection.
+    evicting: std::sync::atomic::AtomicBool,
+    /// Wakes the connection's task to close it.
+    evicted: tokio::sync::Notify,
 }
 
 /// No time recorded.
@@ -169,11 +278,19 @@ impl Watch {
             waiting_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(NONE),
             in_flight: AtomicUsize::new(0),
+            evicting: std::sync::atomic::AtomicBool::new(false),
+            evicted: tokio::sync::Notify::new(),
         }
     }
 
     fn now(&self) -> u64 {
         u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    /// How long the connection has waited for its next request.
+    fn waiting(&self) -> Duration {
+        let since = self.waiting_since.load(Ordering::Acquire);
+        Duration::from_millis(self.now().saturating_sub(since))
     }
 
     /// Bytes arrived: the first of a request head starts its header clock.

@@ -1,6 +1,7 @@
 //! Connections that cannot take the service down (`app.connections`): idle connections and
-//! half-sent heads are closed, a slow body is a 408, connections over the cap get a quick
-//! 503, and normal clients are answered all along. Raw TCP on loopback, so the test controls
+//! half-sent heads are closed, a slow body is a 408, a new connection over the cap takes the
+//! place of the one waiting longest (or gets a quick 503 when all are being answered), and
+//! normal clients are answered all along. Raw TCP on loopback, so the test controls
 //! every byte. The limits live in the listener, not the database: SQLite is enough.
 
 use std::time::{Duration, Instant};
@@ -148,26 +149,61 @@ async fn a_body_that_does_not_arrive_is_a_408() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn connections_over_the_cap_are_refused_at_once() {
-    let config = format!(
+/// A configuration with room for three connections that nothing times out soon.
+fn three_connections() -> String {
+    format!(
         "{DEFAULT_CONFIG}
 app:
   connections:
     max: 3
     idle-timeout: 60s
+    header-timeout: 60s
+    body-timeout: 60s
 "
-    );
-    let app = spawn_app_config(Backend::Sqlite, &config).await;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_connection_takes_the_place_of_the_one_waiting_longest() {
+    let app = spawn_app_config(Backend::Sqlite, &three_connections()).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(connect(&app).await);
+        // Opened one after the other: the first has waited longest.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The three are accepted in turn; give the server a moment to take them all.
+    // Each has waited long enough to be asked to make room (a fresh one gets time to send
+    // its head); a fourth is served, and the oldest idle one is closed to make room.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    still_answers(&app).await;
+    let oldest = read_to_close(&mut held[0]).await;
+    assert_eq!(
+        oldest, "",
+        "the longest-waiting connection is closed without an answer"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_over_the_cap_are_refused_when_all_are_being_answered() {
+    let app = spawn_app_config(Backend::Sqlite, &three_connections()).await;
+    // Three requests in progress: their heads are complete, their bodies still coming.
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let mut stream = connect(&app).await;
+        stream
+            .write_all(
+                b"POST /api/v1/sessions HTTP/1.1\r\nHost: duffy\r\nContent-Length: 100\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        busy.push(stream);
+    }
+    // Long enough for the server to have read the three heads.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut refused = String::new();
     for _ in 0..200 {
-        let mut extra = connect(&app).await;
-        refused = read_to_close(&mut extra).await;
+        refused = get_pools(&app).await;
         if refused.starts_with("HTTP/1.1 503") {
             break;
         }
@@ -176,8 +212,8 @@ app:
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("Too many open connections"), "{refused}");
     assert!(refused.contains("retry-after: 1"), "{refused}");
-    // One held connection goes: a normal request is served again.
-    held.pop();
+    // One request ends: a normal request is served again.
+    busy.pop();
     let mut served = false;
     for _ in 0..200 {
         if get_pools(&app).await.starts_with("HTTP/1.1 200") {
@@ -187,7 +223,7 @@ app:
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(served, "a freed slot serves requests again");
-    drop(held);
+    drop(busy);
     app.stop().await;
 }
 
