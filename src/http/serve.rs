@@ -117,7 +117,7 @@ pub async fn run(
                 warned_at = Some(Instant::now());
                 tracing::warn!(
                     connections.cap = cap,
-                    "{cap} connections are open and all are being answered: refusing new ones with 503"
+                    "{cap} connections are open and none can make room (each is being answered or opened less than {EVICTION_GRACE:?} ago): refusing new ones with 503"
                 );
             }
             tokio::spawn(refuse(stream));
