@@ -17,8 +17,11 @@
 //! * `inventory`: the unkeyed `/Inventory`, with `--inventory-nodes` nodes and
 //!   `--retired-sessions` retired sessions seeded into the database.
 
+pub mod cpu;
+pub mod http;
 pub mod load;
 pub mod server;
+pub mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,7 +34,8 @@ use warp::Filter;
 
 use crate::store::Db;
 use crate::store::nodes::NodeState;
-use load::{Outcome, drive, expect};
+use cpu::{Meter, Usage};
+use load::{Outcome, RawLoad, Summary, drive, drive_raw, expect};
 use server::{BenchDb, BenchError, POOL, Process};
 
 /// The scenarios.
@@ -56,6 +60,24 @@ impl Scenario {
             Scenario::Inventory => "inventory",
         }
     }
+}
+
+/// The load generator of `get-pools`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientKind {
+    /// Our own HTTP/1.1 over raw TCP connections, on threads of its own ([`http`]).
+    Raw,
+    /// reqwest (hyper's client and its connection pool) on the benchmark's runtime.
+    Reqwest,
+}
+
+/// Whether `get-pools` is also measured with wrk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WrkMode {
+    /// When `wrk` is on PATH.
+    Auto,
+    /// Never.
+    Never,
 }
 
 /// `duffy bench [--scenario S,…] [--duration 10s] [-c N] [--database sqlite|postgres://…]`
@@ -94,6 +116,21 @@ pub struct BenchArgs {
     /// Keep the run's directory (configuration, server log, SQLite file).
     #[arg(long)]
     pub keep: bool,
+    /// The load generator of `get-pools` (the other scenarios use reqwest: their servers
+    /// are slower by far than any client).
+    #[arg(long, value_enum, default_value = "raw")]
+    pub client: ClientKind,
+    /// Threads of the raw load generator (0: the benchmark's own runtime).
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+    /// Requests the raw load generator writes together on a connection before reading
+    /// their answers (1: one at a time, as real clients do).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub pipeline: u16,
+    /// Also load `get-pools` and the trivial handler with wrk, when it is on PATH, to check
+    /// the load generator against an independent one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub wrk: WrkMode,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,13 +147,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         })
 }
 
-/// `duffy bench-trivial --body FILE` (hidden): serves FILE as `GET /api/v1/pools` and
-/// nothing else, for `get-pools` to compare with.
+/// `duffy -c CONFIG bench-trivial --body FILE [--middleware]` (hidden): serves FILE as
+/// `GET /api/v1/pools` and nothing else, for `get-pools` to compare with; with the
+/// configuration's logging, as the server under test has.
 #[derive(Debug, Args)]
 pub struct TrivialArgs {
     /// The JSON to answer.
     #[arg(long)]
     pub body: PathBuf,
+    /// Through the middleware every answer of ours goes through ([`crate::api::wrap`]:
+    /// request id, tracing span, access log, HTTP metrics, the error recovery).
+    #[arg(long)]
+    pub middleware: bool,
 }
 
 /// Runs the benchmark; a set-up failure is exit 1, whatever the figures are is exit 0.
@@ -153,7 +195,16 @@ pub async fn run_trivial(args: TrivialArgs) -> ExitCode {
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     println!(" * Port number  : {port}");
-    warp::serve(route).incoming(listener).run().await;
+    if args.middleware {
+        let routes = route.map(warp::Reply::into_response).boxed();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        warp::serve(crate::api::wrap(routes, metrics))
+            .incoming(listener)
+            .run()
+            .await;
+    } else {
+        warp::serve(route).incoming(listener).run().await;
+    }
     ExitCode::SUCCESS
 }
 
@@ -162,6 +213,8 @@ struct Ctx {
     client: reqwest::Client,
     url: String,
     key: String,
+    /// The server under test, for its CPU time.
+    server_pid: Option<u32>,
 }
 
 async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
@@ -228,6 +281,20 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
         ),
         args.server_loglevel
     );
+    println!(
+        "load generator of get-pools: {}",
+        match args.client {
+            ClientKind::Raw => format!(
+                "raw HTTP/1.1, {clients} keep-alive connection(s), {} request(s) in flight on each, {}",
+                args.pipeline,
+                match args.client_threads {
+                    0 => "on the benchmark's runtime".to_owned(),
+                    n => format!("{n} thread(s) of its own"),
+                }
+            ),
+            ClientKind::Reqwest => "reqwest on the benchmark's runtime".to_owned(),
+        }
+    );
     let ctx = Arc::new(Ctx {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(clients * 2)
@@ -236,23 +303,30 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
             .map_err(|e| BenchError::Server(e.to_string()))?,
         url: server.url.clone(),
         key,
+        server_pid: server.pid(),
     });
     print_header();
     for scenario in &args.scenario {
         match scenario {
-            Scenario::GetPools => get_pools(&ctx, clients, args.duration, dir).await?,
+            Scenario::GetPools => get_pools(&ctx, args, &config_arg, dir).await?,
             Scenario::Cycle | Scenario::LegacyCycle => {
                 let watch = Lowest::watch(store.clone());
+                let meter = Meter::start(ctx.server_pid);
                 let outcome = cycle(&ctx, *scenario, clients, args.duration).await;
-                print_row(scenario.name(), clients, &outcome);
+                let usage = meter.stop(false);
+                print_row(scenario.name(), clients, &outcome.summary());
+                print_usage(&usage, outcome.rate());
                 println!(
                     "    lowest ready count of pool {POOL} during the run: {} (fill level {fill_level})",
                     watch.stop().await
                 );
             }
             Scenario::Inventory => {
+                let meter = Meter::start(ctx.server_pid);
                 let outcome = inventory(&ctx, clients, args.duration).await;
-                print_row(scenario.name(), clients, &outcome);
+                let usage = meter.stop(false);
+                print_row(scenario.name(), clients, &outcome.summary());
+                print_usage(&usage, outcome.rate());
             }
         }
     }
@@ -289,18 +363,24 @@ fn print_header() {
     );
 }
 
-fn print_row(name: &str, clients: usize, o: &Outcome) {
+/// The CPU line under a row: how much of the machine the load generator and the server
+/// used, so that a saturated load generator shows.
+fn print_usage(usage: &Usage, rate: f64) {
+    println!("    {}", usage.describe(rate));
+}
+
+fn print_row(name: &str, clients: usize, o: &Summary) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "{:<32} {:>7} {:>9} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
         name,
         clients,
         o.ok,
-        o.rate(),
-        ms(o.percentile(50.0)),
-        ms(o.percentile(90.0)),
-        ms(o.percentile(99.0)),
-        ms(o.max()),
+        o.rate,
+        ms(o.p50),
+        ms(o.p90),
+        ms(o.p99),
+        ms(o.max),
         o.error_count()
     );
     for (kind, n) in &o.errors {
@@ -310,37 +390,100 @@ fn print_row(name: &str, clients: usize, o: &Outcome) {
 
 async fn get_pools(
     ctx: &Arc<Ctx>,
-    clients: usize,
-    duration: Duration,
+    args: &BenchArgs,
+    config_arg: &str,
     dir: &Path,
 ) -> Result<(), BenchError> {
-    let pools_url = format!("{}/api/v1/pools", ctx.url);
-    let body = expect(ctx.client.get(&pools_url), 200)
+    const PATH: &str = "/api/v1/pools";
+    let clients = args.concurrency.max(1);
+    let body = expect(ctx.client.get(format!("{}{PATH}", ctx.url)), 200)
         .await
         .map_err(BenchError::Server)?;
     let body_file = dir.join("pools.json");
     std::fs::write(&body_file, &body)?;
-    let ours = fetch_loop(ctx, pools_url, clients, duration).await;
-    print_row("get-pools", clients, &ours);
     let file_arg = body_file.to_string_lossy().into_owned();
-    let trivial = Process::start(
-        &["bench-trivial", "--body", &file_arg],
-        &dir.join("trivial.log"),
+    let trivial_args = ["-c", config_arg, "bench-trivial", "--body", &file_arg];
+    let trivial = Process::start(&trivial_args, &dir.join("trivial.log")).await?;
+    let wrapped = Process::start(
+        &[&trivial_args[..], &["--middleware"]].concat(),
+        &dir.join("trivial-middleware.log"),
     )
     .await?;
-    let theirs = fetch_loop(
-        ctx,
-        format!("{}/api/v1/pools", trivial.url),
-        clients,
-        duration,
-    )
-    .await;
-    print_row("get-pools (trivial warp handler)", clients, &theirs);
+    // (row, wrk's row, base URL, process)
+    let targets = [
+        ("get-pools", "wrk: get-pools", ctx.url.as_str(), ctx.server_pid),
+        (
+            "get-pools (trivial warp handler)",
+            "wrk: trivial warp handler",
+            trivial.url.as_str(),
+            trivial.pid(),
+        ),
+        (
+            "get-pools (trivial + middleware)",
+            "wrk: trivial + middleware",
+            wrapped.url.as_str(),
+            wrapped.pid(),
+        ),
+    ];
+    let mut rates = Vec::new();
+    for (name, _, url, pid) in targets {
+        let meter = Meter::start(pid);
+        let outcome = match args.client {
+            ClientKind::Raw => {
+                let addr = url.trim_start_matches("http://").to_owned();
+                drive_raw(RawLoad {
+                    request: http::request("GET", &addr, PATH, &[], b""),
+                    addr,
+                    status: 200,
+                    connections: clients,
+                    pipeline: usize::from(args.pipeline),
+                    threads: args.client_threads,
+                    duration: args.duration,
+                })
+                .await
+            }
+            ClientKind::Reqwest => {
+                fetch_loop(ctx, format!("{url}{PATH}"), clients, args.duration).await
+            }
+        };
+        let usage = meter.stop(false);
+        print_row(name, clients, &outcome.summary());
+        print_usage(&usage, outcome.rate());
+        rates.push(outcome.rate());
+    }
+    let percent = |a: f64, b: f64| 100.0 * a / b.max(f64::EPSILON);
     println!(
-        "    get-pools runs at {:.0}% of the trivial handler's rate",
-        100.0 * ours.rate() / theirs.rate().max(f64::EPSILON)
+        "    get-pools runs at {:.0}% of the trivial handler's rate; the trivial handler behind our middleware at {:.0}%",
+        percent(rates[0], rates[1]),
+        percent(rates[2], rates[1])
     );
+    if args.wrk == WrkMode::Auto && wrk::on_path() {
+        let threads = args.client_threads.max(1);
+        let mut wrk_rates = Vec::new();
+        for (_, name, url, pid) in &targets[..2] {
+            let meter = Meter::start(*pid);
+            let outcome = wrk::run(&format!("{url}{PATH}"), threads, clients, args.duration).await;
+            let usage = meter.stop(true);
+            match outcome {
+                Ok(summary) => {
+                    print_row(name, clients, &summary);
+                    print_usage(&usage, summary.rate);
+                    wrk_rates.push(summary.rate);
+                }
+                Err(e) => println!("    wrk: {e}"),
+            }
+        }
+        if let [ours, theirs] = wrk_rates[..] {
+            println!(
+                "    with wrk (-t{threads} -c{clients}), get-pools runs at {:.0}% of the trivial handler's rate; our load generator got {:.0}% (get-pools) and {:.0}% (trivial) of wrk's rates",
+                percent(ours, theirs),
+                percent(rates[0], ours),
+                percent(rates[1], theirs)
+            );
+        }
+    }
     trivial.stop().await;
+    wrapped.stop().await;
     Ok(())
 }
 
