@@ -115,6 +115,49 @@ impl Usage {
     }
 }
 
+/// The CPUs this thread may run on (all of them where that cannot be read).
+pub fn allowed_cpus() -> Vec<usize> {
+    #[cfg(target_os = "linux")]
+    if let Ok(set) = rustix::thread::sched_getaffinity(None) {
+        return (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&cpu| set.is_set(cpu))
+            .collect();
+    }
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
+
+/// Pins every thread of process `pid` to `cpus` (threads it starts later inherit the
+/// pinning of the thread that starts them). Linux only; elsewhere an error.
+pub fn pin(pid: u32, cpus: &[usize]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::thread::{CpuSet, Pid, sched_setaffinity};
+        let mut set = CpuSet::new();
+        for &cpu in cpus {
+            set.set(cpu);
+        }
+        // Twice: a thread started while the first pass ran is caught by the second.
+        for _ in 0..2 {
+            for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+                let tid = entry?.file_name().to_string_lossy().parse::<i32>().ok();
+                if let Some(tid) = tid.and_then(Pid::from_raw) {
+                    // A thread that ended meanwhile is no error.
+                    match sched_setaffinity(Some(tid), &set) {
+                        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pid, cpus);
+        Err(std::io::Error::other("pinning needs Linux"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +176,27 @@ mod tests {
     fn this_process_has_cpu_times() {
         let t = times("self").unwrap();
         assert!(t.own >= 0.0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_can_be_pinned() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty());
+        let pinned = pin(child.id(), &cpus[..1]);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        pinned.unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(list.trim(), cpus[0].to_string());
     }
 
     #[test]

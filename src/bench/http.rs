@@ -47,7 +47,13 @@ pub struct Answer {
 
 /// A request as bytes on the wire: `METHOD PATH HTTP/1.1`, `Host`, the extra headers, and a
 /// `Content-Length` when there is a body.
-pub fn request(method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Bytes {
+pub fn request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Bytes {
     let mut out = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n");
     for (name, value) in headers {
         out.push_str(name);
@@ -231,9 +237,15 @@ mod tests {
     #[test]
     fn requests_carry_host_headers_and_length() {
         let r = request("GET", "127.0.0.1:1", "/a", &[("x-k", "v")], b"");
-        assert_eq!(&r[..], b"GET /a HTTP/1.1\r\nhost: 127.0.0.1:1\r\nx-k: v\r\n\r\n");
+        assert_eq!(
+            &r[..],
+            b"GET /a HTTP/1.1\r\nhost: 127.0.0.1:1\r\nx-k: v\r\n\r\n"
+        );
         let r = request("PUT", "h", "/b", &[], b"{}");
-        assert_eq!(&r[..], b"PUT /b HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\n{}");
+        assert_eq!(
+            &r[..],
+            b"PUT /b HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\n{}"
+        );
     }
 
     #[test]
@@ -252,7 +264,10 @@ mod tests {
     fn chunked_answers_are_dechunked() {
         let wire = b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nrest";
         let (answer, used) = parse(wire).unwrap().unwrap();
-        assert_eq!((answer.status, &answer.body[..], answer.close), (201, &b"abcde"[..], true));
+        assert_eq!(
+            (answer.status, &answer.body[..], answer.close),
+            (201, &b"abcde"[..], true)
+        );
         assert_eq!(&wire[used..], b"rest");
         for cut in 60..used {
             assert_eq!(parse(&wire[..cut]).unwrap(), None, "cut at {cut}");

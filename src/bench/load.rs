@@ -148,11 +148,9 @@ pub struct RawLoad {
     pub request: Bytes,
     /// The status every answer must have.
     pub status: u16,
-    /// Connections, each with `pipeline` requests in flight.
+    /// Connections, each with one request in flight at a time (as clients do; pipelined
+    /// requests meet the server's Nagle delay, docs/performance.md).
     pub connections: usize,
-    /// Requests written together on a connection before its answers are read (1: one
-    /// request at a time, as clients do).
-    pub pipeline: usize,
     /// Threads of the load generator, each running a single-threaded runtime of its own
     /// with its share of the connections; 0: the caller's runtime.
     pub threads: usize,
@@ -197,7 +195,12 @@ pub async fn drive_raw(load: RawLoad) -> Outcome {
                         .map_err(|_| "a load generator thread panicked".to_owned())
                 }) {
                     Ok(own) => total.merge(own),
-                    Err(e) => *total.errors.entry(format!("client thread: {e}")).or_default() += 1,
+                    Err(e) => {
+                        *total
+                            .errors
+                            .entry(format!("client thread: {e}"))
+                            .or_default() += 1
+                    }
                 }
             }
             total
@@ -205,7 +208,12 @@ pub async fn drive_raw(load: RawLoad) -> Outcome {
         .await;
         match joined {
             Ok(own) => total.merge(own),
-            Err(e) => *total.errors.entry(format!("client threads: {e}")).or_default() += 1,
+            Err(e) => {
+                *total
+                    .errors
+                    .entry(format!("client threads: {e}"))
+                    .or_default() += 1
+            }
         }
     }
     total.elapsed = started.elapsed();
@@ -241,16 +249,10 @@ fn raw_thread(load: Arc<RawLoad>, connections: usize, deadline: Instant) -> Outc
     })
 }
 
-/// One connection's loop: write the batch, read its answers, until the time is up;
+/// One connection's loop: write the request, read its answer, until the time is up;
 /// reconnects after an error or a `Connection: close`.
 async fn raw_connection(load: Arc<RawLoad>, deadline: Instant) -> Outcome {
     let mut own = Outcome::default();
-    let depth = load.pipeline.max(1);
-    let batch: Bytes = if depth == 1 {
-        load.request.clone()
-    } else {
-        Bytes::from(load.request.repeat(depth))
-    };
     let mut conn: Option<http::Conn> = None;
     while Instant::now() < deadline {
         let c = match conn.as_mut() {
@@ -265,35 +267,28 @@ async fn raw_connection(load: Arc<RawLoad>, deadline: Instant) -> Outcome {
             },
         };
         let t = Instant::now();
-        if let Err(e) = c.write(&batch).await {
-            *own.errors.entry(e.to_string()).or_default() += depth as u64;
-            conn = None;
-            continue;
-        }
-        for _ in 0..depth {
-            match c.read().await {
-                Ok(answer) => {
-                    own.latencies.push(t.elapsed());
-                    if answer.status == load.status {
-                        own.ok += 1;
-                    } else {
-                        let text: String =
-                            String::from_utf8_lossy(&answer.body).chars().take(60).collect();
-                        *own.errors
-                            .entry(format!("HTTP {}: {text}", answer.status))
-                            .or_default() += 1;
-                    }
-                    if answer.close {
-                        conn = None;
-                        break;
-                    }
+        let result = c.send(&load.request).await;
+        own.latencies.push(t.elapsed());
+        match result {
+            Ok(answer) => {
+                if answer.status == load.status {
+                    own.ok += 1;
+                } else {
+                    let text: String = String::from_utf8_lossy(&answer.body)
+                        .chars()
+                        .take(60)
+                        .collect();
+                    *own.errors
+                        .entry(format!("HTTP {}: {text}", answer.status))
+                        .or_default() += 1;
                 }
-                Err(e) => {
-                    own.latencies.push(t.elapsed());
-                    *own.errors.entry(e.to_string()).or_default() += 1;
+                if answer.close {
                     conn = None;
-                    break;
                 }
+            }
+            Err(e) => {
+                *own.errors.entry(e.to_string()).or_default() += 1;
+                conn = None;
             }
         }
     }

@@ -8,9 +8,15 @@
 //! and the server's memory. Nothing is asserted: the figures are for people to compare
 //! (README "Performance"); a test runs it briefly so that it cannot rot.
 //!
+//! Under every row it prints the CPU the load generator and the server used: on a machine
+//! of few cores they compete, and a load generator that needs most of the machine measures
+//! itself (docs/performance.md, "The load generator").
+//!
 //! Scenarios:
 //! * `get-pools`: anonymous `GET /api/v1/pools`, and the same JSON from a trivial warp
-//!   handler in a process of its own, for comparison;
+//!   handler in a process of its own, plain and behind our middleware ([`crate::api::wrap`]),
+//!   for comparison; loaded by the cheap client of [`http`] on threads of its own, and by
+//!   wrk as well when it is on PATH;
 //! * `cycle`: `POST /api/v1/sessions` for one node of a noop pool, then
 //!   `PUT /api/v1/sessions/{id}` `{"active": false}`;
 //! * `legacy-cycle`: `GET /Node/get` then `GET /Node/done` through the v2 layer;
@@ -120,17 +126,18 @@ pub struct BenchArgs {
     /// are slower by far than any client).
     #[arg(long, value_enum, default_value = "raw")]
     pub client: ClientKind,
-    /// Threads of the raw load generator (0: the benchmark's own runtime).
-    #[arg(long, default_value_t = 1)]
-    pub client_threads: usize,
-    /// Requests the raw load generator writes together on a connection before reading
-    /// their answers (1: one at a time, as real clients do).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub pipeline: u16,
+    /// Threads of the raw load generator, each with a single-threaded runtime of its own
+    /// (default: one per CPU; 0: tasks on the benchmark's own runtime).
+    #[arg(long)]
+    pub client_threads: Option<usize>,
     /// Also load `get-pools` and the trivial handler with wrk, when it is on PATH, to check
     /// the load generator against an independent one.
     #[arg(long, value_enum, default_value = "auto")]
     pub wrk: WrkMode,
+    /// During `get-pools`, pin the load generator to the first `--client-threads` CPUs
+    /// and the servers to the others, so that neither takes the other's CPU.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -285,9 +292,8 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
         "load generator of get-pools: {}",
         match args.client {
             ClientKind::Raw => format!(
-                "raw HTTP/1.1, {clients} keep-alive connection(s), {} request(s) in flight on each, {}",
-                args.pipeline,
-                match args.client_threads {
+                "raw HTTP/1.1, {clients} keep-alive connection(s), one request at a time on each, {}",
+                match client_threads(args) {
                     0 => "on the benchmark's runtime".to_owned(),
                     n => format!("{n} thread(s) of its own"),
                 }
@@ -411,7 +417,12 @@ async fn get_pools(
     .await?;
     // (row, wrk's row, base URL, process)
     let targets = [
-        ("get-pools", "wrk: get-pools", ctx.url.as_str(), ctx.server_pid),
+        (
+            "get-pools",
+            "wrk: get-pools",
+            ctx.url.as_str(),
+            ctx.server_pid,
+        ),
         (
             "get-pools (trivial warp handler)",
             "wrk: trivial warp handler",
@@ -425,7 +436,16 @@ async fn get_pools(
             wrapped.pid(),
         ),
     ];
-    let mut rates = Vec::new();
+    let pinned = if args.pin {
+        pin_split(
+            client_threads(args),
+            &[ctx.server_pid, trivial.pid(), wrapped.pid()],
+        )
+    } else {
+        None
+    };
+    // (rate, server CPU seconds per operation) of each target
+    let mut measured = Vec::new();
     for (name, _, url, pid) in targets {
         let meter = Meter::start(pid);
         let outcome = match args.client {
@@ -436,8 +456,7 @@ async fn get_pools(
                     addr,
                     status: 200,
                     connections: clients,
-                    pipeline: usize::from(args.pipeline),
-                    threads: args.client_threads,
+                    threads: client_threads(args),
                     duration: args.duration,
                 })
                 .await
@@ -449,16 +468,34 @@ async fn get_pools(
         let usage = meter.stop(false);
         print_row(name, clients, &outcome.summary());
         print_usage(&usage, outcome.rate());
-        rates.push(outcome.rate());
+        warn_if_saturated(args, &usage);
+        measured.push((
+            outcome.rate(),
+            usage.server.map(|c| c / outcome.rate().max(1.0)),
+        ));
     }
     let percent = |a: f64, b: f64| 100.0 * a / b.max(f64::EPSILON);
+    let rates: Vec<f64> = measured.iter().map(|(r, _)| *r).collect();
     println!(
         "    get-pools runs at {:.0}% of the trivial handler's rate; the trivial handler behind our middleware at {:.0}%",
         percent(rates[0], rates[1]),
         percent(rates[2], rates[1])
     );
+    if let [
+        (_, Some(ours)),
+        (_, Some(trivial_cpu)),
+        (_, Some(wrapped_cpu)),
+    ] = measured[..]
+    {
+        println!(
+            "    server CPU per request: get-pools {:.2}x the trivial handler's, the trivial handler behind our middleware {:.2}x (+{:.1} µs)",
+            ours / trivial_cpu.max(f64::EPSILON),
+            wrapped_cpu / trivial_cpu.max(f64::EPSILON),
+            1e6 * (wrapped_cpu - trivial_cpu)
+        );
+    }
     if args.wrk == WrkMode::Auto && wrk::on_path() {
-        let threads = args.client_threads.max(1);
+        let threads = client_threads(args).max(1);
         let mut wrk_rates = Vec::new();
         for (_, name, url, pid) in &targets[..2] {
             let meter = Meter::start(*pid);
@@ -482,9 +519,68 @@ async fn get_pools(
             );
         }
     }
+    // The other scenarios run unpinned (the trivial handlers end here).
+    if let Some(all) = pinned {
+        for pid in [Some(std::process::id()), ctx.server_pid]
+            .into_iter()
+            .flatten()
+        {
+            let _ = cpu::pin(pid, &all);
+        }
+    }
     trivial.stop().await;
     wrapped.stop().await;
     Ok(())
+}
+
+/// The raw load generator's threads: as asked, else one per CPU.
+fn client_threads(args: &BenchArgs) -> usize {
+    args.client_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Says so when the load generator kept all of its threads busy: the rate is then its
+/// own, not the server's.
+fn warn_if_saturated(args: &BenchArgs, usage: &Usage) {
+    let threads = match (args.client, client_threads(args)) {
+        (ClientKind::Raw, n) if n > 0 => n,
+        // On the benchmark's runtime: its worker threads, one per CPU.
+        _ => usage.cores,
+    };
+    if let Some(client) = usage.client
+        && client > 0.9 * threads as f64
+    {
+        println!(
+            "    the load generator used {client:.2} of its {threads} thread(s): this rate is the load generator's, not the server's"
+        );
+    }
+}
+
+/// Pins this process (the load generator) to the first `client_threads` CPUs it may use
+/// and the `servers` to the others; prints the split, or why there is none. Returns the
+/// CPUs all could use before.
+fn pin_split(client_threads: usize, servers: &[Option<u32>]) -> Option<Vec<usize>> {
+    let cpus = cpu::allowed_cpus();
+    if cpus.len() < 2 {
+        println!("    not pinned: one CPU");
+        return None;
+    }
+    let k = client_threads.clamp(1, cpus.len() - 1);
+    let (client, server) = cpus.split_at(k);
+    let mut result = cpu::pin(std::process::id(), client);
+    for pid in servers.iter().flatten() {
+        result = result.and_then(|()| cpu::pin(*pid, server));
+    }
+    match result {
+        Ok(()) => {
+            println!("    pinned: load generator on CPU {client:?}, servers on CPU {server:?}");
+            Some(cpus.clone())
+        }
+        Err(e) => {
+            println!("    not pinned: {e}");
+            None
+        }
+    }
 }
 
 /// Clients fetching one URL over and over.

@@ -9,9 +9,8 @@ use super::load::Summary;
 
 /// Whether `wrk` is on PATH.
 pub fn on_path() -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("wrk").is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("wrk").is_file()))
 }
 
 /// Runs `wrk -t THREADS -c CONNECTIONS -d DURATION --latency URL` and reads its report.
