@@ -340,6 +340,33 @@ mod tests {
         assert_eq!(Outcome::default().percentile(99.0), Duration::ZERO);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_raw_load_generator_counts_answers_by_status() {
+        use warp::Filter;
+        let route = warp::path!("ok").map(|| "fine");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        for (path, threads) in [("/ok", 2), ("/ok", 0), ("/missing", 1)] {
+            let o = drive_raw(RawLoad {
+                request: http::request("GET", &addr, path, &[], b""),
+                addr: addr.clone(),
+                status: 200,
+                connections: 3,
+                threads,
+                duration: Duration::from_millis(50),
+            })
+            .await;
+            assert_eq!(o.latencies.len() as u64, o.ok + o.error_count(), "{path}");
+            if path == "/ok" {
+                assert!(o.ok > 0 && o.errors.is_empty(), "{threads}: {o:?}");
+            } else {
+                assert_eq!(o.ok, 0);
+                assert!(o.errors.keys().all(|k| k.starts_with("HTTP 404")), "{o:?}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn drive_counts_successes_and_errors() {
         let o = drive(3, Duration::from_millis(50), |client| async move {
