@@ -17,7 +17,7 @@ use crate::engine::{self, Engine, EngineError};
 use crate::legacy::{self, Legacy};
 use crate::mechanisms::{self, Mechanisms};
 use crate::store::{Db, StoreError};
-use crate::{api, store};
+use crate::{api, http, store};
 
 /// How long shutdown waits for running mechanism runs.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -43,6 +43,64 @@ pub enum AppError {
     /// The listener's address cannot be read.
     #[error("cannot read the listening address: {0}")]
     Listener(#[from] std::io::Error),
+    /// Another `duffy serve` holds the SQLite database.
+    #[error(
+        "another duffy serve is already running on the SQLite database {0}: SQLite allows one \
+         server at a time (duffy admin works beside it; use PostgreSQL for several instances)"
+    )]
+    AlreadyServing(String),
+    /// The lock file beside the SQLite database cannot be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Held while `duffy serve` runs on an SQLite database: an exclusive lock on the file
+/// `<database>.lock` beside it, so that a second server on the same file is refused. The
+/// kernel lets the lock go when the process ends, however it ends (a `kill -9` too), so a
+/// restart never finds a stale lock. PostgreSQL needs none.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: Option<std::fs::File>,
+}
+
+/// Takes the [`ServeLock`] of `url`'s database: nothing for PostgreSQL or an in-memory
+/// SQLite database; for an SQLite file, its lock, or [`AppError::AlreadyServing`] when
+/// another process holds it. Call it after [`open_database`], which makes the directory.
+pub fn lock_for_serving(url: &DatabaseUrl) -> Result<ServeLock, AppError> {
+    let DatabaseUrl::Sqlite { path } = url else {
+        return Ok(ServeLock { _file: None });
+    };
+    if path.as_os_str() == ":memory:" {
+        return Ok(ServeLock { _file: None });
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let shown = lock_path.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| AppError::Lock {
+            path: shown.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(ServeLock { _file: Some(file) }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(AppError::AlreadyServing(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(AppError::Lock {
+            path: shown,
+            source,
+        }),
+    }
 }
 
 /// Choices the command line (or a test) makes about a running service.
@@ -180,10 +238,11 @@ impl App {
             Some(legacy) => v3.or(legacy::routes(legacy)).unify().boxed(),
             None => v3,
         };
-        api::serve(
+        http::serve(
             self.listener,
             routes,
             self.engine.metrics().clone(),
+            self.engine.config().app.connections,
             shutdown,
         )
         .await;

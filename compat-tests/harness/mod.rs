@@ -9,12 +9,16 @@ pub mod mariadb;
 pub mod original;
 #[path = "../../tests/common/pg.rs"]
 mod pg;
+#[path = "../../tests/common/process.rs"]
+mod process;
 mod server;
+#[path = "../../tests/common/skip.rs"]
+mod skip;
 pub mod venv;
 
 pub use cico::Cico;
 pub use client::{Cli, ClientHome};
-pub use server::{Backend, Duffy, Prepared, Tenant, hostnames, postgres_url};
+pub use server::{Backend, Duffy, Prepared, Tenant, hostnames, required_postgres_url};
 
 /// A client process isolated in `home`: its own `HOME` and `XDG_CONFIG_HOME`, nothing else
 /// from the machine's environment but a minimal `PATH`, no stdin, killed with its handle.
@@ -32,17 +36,15 @@ pub fn isolated(program: std::path::PathBuf, home: &std::path::Path) -> tokio::p
     command
 }
 
-/// Whether `DUFFY_SKIP_REAL_CLIENTS` asks to skip the compat tests; says so when it does.
+/// Whether `DUFFY_SKIP_REAL_CLIENTS` asks to skip the compat tests; says so, visibly, when
+/// it does.
 pub fn skipped() -> bool {
-    let skip = std::env::var("DUFFY_SKIP_REAL_CLIENTS").is_ok_and(|v| !v.is_empty() && v != "0");
-    if skip {
-        eprintln!("DUFFY_SKIP_REAL_CLIENTS is set: compat test skipped");
-    }
-    skip
+    skip::requested("DUFFY_SKIP_REAL_CLIENTS", "compat test")
 }
 
-/// Runs each scenario on SQLite (`serve --legacy`) and, when `DUFFY_TEST_POSTGRES_URL` is
-/// set, on PostgreSQL (`serve` + `serve-legacy`): `mod NAME { fn sqlite(); fn postgres(); }`.
+/// Runs each scenario on SQLite (`serve --legacy`) and on PostgreSQL (`serve` +
+/// `serve-legacy`): `mod NAME { fn sqlite(); fn postgres(); }`. The PostgreSQL variant is
+/// ignored unless `DUFFY_TEST_POSTGRES_URL` was set when the tests were built (`build.rs`).
 #[macro_export]
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
@@ -55,14 +57,15 @@ macro_rules! scenarios {
                 super::$name($crate::harness::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(duffy_postgres_tests),
+                ignore = "PostgreSQL variant: set DUFFY_TEST_POSTGRES_URL to run it"
+            )]
             async fn postgres() {
                 if $crate::harness::skipped() {
                     return;
                 }
-                if $crate::harness::postgres_url().is_none() {
-                    eprintln!("DUFFY_TEST_POSTGRES_URL is not set: PostgreSQL variant skipped");
-                    return;
-                }
+                $crate::harness::required_postgres_url();
                 super::$name($crate::harness::Backend::Postgres).await
             }
         }

@@ -24,7 +24,7 @@ pub enum Backend {
 }
 
 use super::pg::PgDatabase;
-pub use super::pg::postgres_url;
+pub use super::pg::required_postgres_url;
 
 /// The SSH key every test tenant gets (noop pools never use it).
 const SSH_KEY: &str = "ssh-ed25519 AAAA x";

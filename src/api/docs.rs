@@ -15,6 +15,7 @@ use warp::reply::{Reply, Response};
 
 use crate::api::error::ApiError;
 use crate::api::v1;
+use crate::http::Rejected;
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -126,7 +127,7 @@ fn swagger_file(path: &str, config: Arc<Config<'static>>) -> Result<Response, Ap
             }
             Ok(response)
         }
-        Ok(None) => Err(ApiError::RouteNotFound),
+        Ok(None) => Err(Rejected::NotFound.into()),
         Err(e) => Err(ApiError::Internal(format!(
             "serving Swagger UI failed: {e}"
         ))),

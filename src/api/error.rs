@@ -1,17 +1,22 @@
-//! The one error envelope of the v3 API and the one place that picks status codes.
+//! The one error envelope of the v3 API and the one place that decides what an error means.
 //!
-//! Handlers return `Result<_, ApiError>`; warp rejections (unknown route, wrong method, a
-//! body too large) go through [`recover`] and come out in the same `{"detail": …}` shape.
-//! Internal faults are logged once here and answered without their cause.
-
-use std::convert::Infallible;
+//! Handlers return `Result<_, ApiError>`. [`ApiError::kind`] is the single mapping from an
+//! error to its [`ErrorKind`], and so to its status ([`ErrorKind::status`]); the answer is
+//! `{"detail": …}` with the kind's name in the `Duffy-Error-Kind` header
+//! ([`ERROR_KIND_HEADER`]), so clients decide from the kind while the detail keeps the words
+//! the original's clients read. Warp's own rejections (unknown route, wrong method, a body
+//! too large) are answered by the HTTP plumbing's `recover` ([`Rejected`]) in the same
+//! envelope, without a kind. Internal faults are logged once here and answered without their
+//! cause.
 
 use serde_json::{Value, json};
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderName, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::validate::FieldError;
 use crate::engine::{AuthError, EngineError};
+use crate::http::Rejected;
+use crate::protocol::v3::{ERROR_KIND_HEADER, ErrorKind};
 
 /// `Retry-After` (seconds) of a request refused because allocations are paused: an admin
 /// is at work, so clients should not hammer the service meanwhile.
@@ -38,21 +43,13 @@ pub enum ApiError {
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// No route matches the path.
-    #[error("Not Found")]
-    RouteNotFound,
-    /// A route matches the path but not the method.
-    #[error("Method Not Allowed")]
-    MethodNotAllowed,
-    /// The body exceeds the limit.
-    #[error("Request Entity Too Large")]
-    PayloadTooLarge,
+    /// What the plumbing answers for a request no route takes (a missing Swagger UI file
+    /// is answered like an unknown path).
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
     /// A fault outside the engine (a task that panicked); logged, never shown.
     #[error("{0}")]
     Internal(String),
-    /// The body could not be read (the client broke off).
-    #[error("There was an error parsing the body")]
-    BodyUnreadable,
 }
 
 impl From<Vec<FieldError>> for ApiError {
@@ -62,34 +59,41 @@ impl From<Vec<FieldError>> for ApiError {
 }
 
 impl ApiError {
-    /// The HTTP status of each error: the only such mapping in the crate.
+    /// What each error means: the only such mapping of the v3 API. `None` for the
+    /// plumbing's rejections, which carry no kind.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        Some(match self {
+            ApiError::NotAuthenticated
+            | ApiError::InvalidCredentials
+            | ApiError::Auth(AuthError::Unauthorized) => ErrorKind::Unauthenticated,
+            ApiError::Auth(AuthError::Retired) | ApiError::Forbidden => ErrorKind::Forbidden,
+            ApiError::Auth(AuthError::Store(_)) | ApiError::Internal(_) => ErrorKind::Internal,
+            ApiError::Validation(_) => ErrorKind::Invalid,
+            ApiError::Rejected(_) => return None,
+            ApiError::Engine(e) => match e {
+                EngineError::NotFound => ErrorKind::NotFound,
+                EngineError::Forbidden(_) => ErrorKind::Forbidden,
+                EngineError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+                EngineError::CantReserve { .. } => ErrorKind::NoNodes,
+                EngineError::SessionRetired(_) => ErrorKind::SessionRetired,
+                EngineError::TenantRetired { .. } => ErrorKind::TenantRetired,
+                EngineError::Unprocessable(_) => ErrorKind::Unprocessable,
+                EngineError::Conflict(_) => ErrorKind::Conflict,
+                EngineError::Unavailable(_) => ErrorKind::Unavailable,
+                EngineError::Paused(_) => ErrorKind::Paused,
+                EngineError::Store(_) => ErrorKind::Internal,
+            },
+        })
+    }
+
+    /// The HTTP status of each error: its kind's ([`ErrorKind::status`]), or the
+    /// rejection's.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotAuthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
-            ApiError::Auth(AuthError::Retired) | ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::Auth(AuthError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BodyUnreadable => StatusCode::BAD_REQUEST,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Engine(e) => match e {
-                EngineError::NotFound => StatusCode::NOT_FOUND,
-                EngineError::Forbidden(_) | EngineError::QuotaExceeded { .. } => {
-                    StatusCode::FORBIDDEN
-                }
-                EngineError::CantReserve { .. }
-                | EngineError::SessionRetired(_)
-                | EngineError::TenantRetired { .. }
-                | EngineError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                EngineError::Conflict(_) => StatusCode::CONFLICT,
-                EngineError::Unavailable(_) | EngineError::Paused(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ApiError::Rejected(rejected) => rejected.status(),
+            _ => self
+                .kind()
+                .map_or(StatusCode::INTERNAL_SERVER_ERROR, status_of),
         }
     }
 
@@ -112,6 +116,12 @@ impl ApiError {
             warp::reply::with_status(warp::reply::json(&json!({"detail": self.detail()})), status)
                 .into_response();
         let headers = response.headers_mut();
+        if let Some(kind) = self.kind() {
+            headers.insert(
+                HeaderName::from_static(ERROR_KIND_HEADER),
+                HeaderValue::from_static(kind.name()),
+            );
+        }
         if matches!(
             self,
             ApiError::NotAuthenticated | ApiError::InvalidCredentials
@@ -139,22 +149,175 @@ impl Reply for ApiError {
     }
 }
 
-/// Turns warp's rejections into the API's error shape. The most specific reason wins:
-/// a too-large body, then a wrong method, then an unknown route.
-pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    let error = if rejection.find::<super::BodyTooLarge>().is_some()
-        || rejection.find::<warp::reject::PayloadTooLarge>().is_some()
-    {
-        ApiError::PayloadTooLarge
-    } else if rejection.find::<super::BodyUnreadable>().is_some() {
-        ApiError::BodyUnreadable
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
-    } else {
-        if !rejection.is_not_found() {
-            tracing::debug!(rejection = ?rejection, "unexpected rejection answered as 404");
+/// The status of a kind as warp spells it.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    // Every kind's status is a valid code; the fallback is never taken.
+    StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use warp::Filter;
+
+    use super::*;
+
+    /// Status, kind header and body of an error as a client receives it.
+    async fn answer(error: ApiError) -> (u16, Option<String>, Value) {
+        let once = Arc::new(Mutex::new(Some(error)));
+        let filter = warp::any().map(move || {
+            let error = once.lock().unwrap().take().unwrap();
+            ApiError::into_response(error)
+        });
+        let response = warp::test::request().reply(&filter).await;
+        let kind = response
+            .headers()
+            .get(ERROR_KIND_HEADER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = serde_json::from_slice(response.body()).unwrap();
+        (response.status().as_u16(), kind, body)
+    }
+
+    #[tokio::test]
+    async fn every_error_keeps_its_status_and_detail_and_names_its_kind() {
+        let quota = EngineError::QuotaExceeded {
+            requested: 2,
+            current: 9,
+            quota: 10,
+        };
+        let cant = EngineError::CantReserve {
+            quantity: 2,
+            pool: "p".into(),
+        };
+        let tenant = EngineError::TenantRetired {
+            name: "t".into(),
+            id: 1,
+        };
+        let cases: Vec<(ApiError, u16, Option<&str>, &str)> = vec![
+            (
+                ApiError::NotAuthenticated,
+                401,
+                Some("unauthenticated"),
+                "Not authenticated",
+            ),
+            (
+                ApiError::InvalidCredentials,
+                401,
+                Some("unauthenticated"),
+                "Invalid authentication credentials",
+            ),
+            (
+                AuthError::Unauthorized.into(),
+                401,
+                Some("unauthenticated"),
+                "Unauthorized",
+            ),
+            (ApiError::Forbidden, 403, Some("forbidden"), "Forbidden"),
+            (
+                AuthError::Retired.into(),
+                403,
+                Some("forbidden"),
+                "Forbidden",
+            ),
+            (
+                quota.into(),
+                403,
+                Some("quota-exceeded"),
+                "quota exceeded: requested nodes (2) + current allocation (9) = 11 > 10",
+            ),
+            (
+                EngineError::NotFound.into(),
+                404,
+                Some("not-found"),
+                "Not Found",
+            ),
+            (
+                cant.into(),
+                422,
+                Some("no-nodes"),
+                "can't reserve nodes: quantity=2 pool='p'",
+            ),
+            (
+                EngineError::SessionRetired(7).into(),
+                422,
+                Some("session-retired"),
+                "session 7 is retired",
+            ),
+            (
+                tenant.into(),
+                422,
+                Some("tenant-retired"),
+                "tenant t (id=1) is retired",
+            ),
+            (
+                EngineError::Unprocessable("no".into()).into(),
+                422,
+                Some("unprocessable"),
+                "no",
+            ),
+            (
+                EngineError::Conflict("taken".into()).into(),
+                409,
+                Some("conflict"),
+                "taken",
+            ),
+            (
+                EngineError::Unavailable("later".into()).into(),
+                503,
+                Some("unavailable"),
+                "later",
+            ),
+            (
+                EngineError::Paused("paused".into()).into(),
+                503,
+                Some("paused"),
+                "paused",
+            ),
+            (
+                ApiError::Internal("boom".into()),
+                500,
+                Some("internal"),
+                "Internal Server Error",
+            ),
+            (Rejected::NotFound.into(), 404, None, "Not Found"),
+            (
+                Rejected::MethodNotAllowed.into(),
+                405,
+                None,
+                "Method Not Allowed",
+            ),
+            (
+                Rejected::PayloadTooLarge.into(),
+                413,
+                None,
+                "Request Entity Too Large",
+            ),
+            (
+                Rejected::BodyUnreadable.into(),
+                400,
+                None,
+                "There was an error parsing the body",
+            ),
+        ];
+        for (error, status, kind, detail) in cases {
+            let shown = format!("{error:?}");
+            if let Some(k) = error.kind() {
+                assert_eq!(k.status(), status, "{shown}");
+            }
+            let got = answer(error).await;
+            assert_eq!(
+                got,
+                (status, kind.map(str::to_owned), json!({ "detail": detail })),
+                "{shown}"
+            );
         }
-        ApiError::RouteNotFound
-    };
-    Ok(error.into_response())
+    }
+
+    #[tokio::test]
+    async fn a_validation_list_is_invalid() {
+        let (status, kind, body) = answer(ApiError::Validation(Vec::new())).await;
+        assert_eq!((status, kind.as_deref()), (422, Some("invalid")));
+        assert_eq!(body, json!({"detail": []}));
+    }
 }

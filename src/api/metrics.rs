@@ -5,17 +5,14 @@
 
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, header};
-use warp::reply::{Reply, Response};
+use warp::reply::Response;
 
 use crate::api::error::ApiError;
 use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::EngineError;
-use crate::metrics::{Gauges, Metrics};
-use crate::store::{self, nodes::NodeState, pauses};
-
-/// The Prometheus text format's content type.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use crate::http::metrics_text;
+use crate::metrics::Gauges;
+use crate::store::{nodes::NodeState, pauses};
 
 /// The metrics route of the v3 server.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
@@ -32,22 +29,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
 pub async fn show_metrics(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
     let gauges = read_gauges(&state).await?;
-    Ok(text_with(state.engine.metrics(), &gauges))
-}
-
-/// The rendering as an HTTP answer (a process without a database: `serve-legacy`).
-pub fn text(metrics: &Metrics) -> Response {
-    text_with(metrics, &Gauges::default())
-}
-
-/// The rendering, with a reading of the database's gauges, as an HTTP answer.
-fn text_with(metrics: &Metrics, gauges: &Gauges) -> Response {
-    metrics.upkeep();
-    let mut response = metrics.render_with(gauges).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
+    Ok(metrics_text(state.engine.metrics(), &gauges))
 }
 
 /// Reads the node, session and pause gauges from the database. Every configured pool gets
@@ -56,7 +38,7 @@ fn text_with(metrics: &Metrics, gauges: &Gauges) -> Response {
 async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
     let engine = &state.engine;
     let mut gauges = Gauges::default();
-    let counts = store::nodes::count_by_pool_state(engine.db()).await?;
+    let counts = engine.node_counts().await?;
     let mut pools: Vec<String> = engine
         .config()
         .nodepools
@@ -82,10 +64,10 @@ async fn read_gauges(state: &State) -> Result<Gauges, EngineError> {
             );
         }
     }
-    for (tenant, n) in store::sessions::active_by_tenant(engine.db()).await? {
+    for (tenant, n) in engine.active_sessions_by_tenant().await? {
         gauges.set("duffy_sessions_active", &[("tenant", tenant)], n as f64);
     }
-    let paused = store::pauses::list(engine.db()).await?;
+    let paused = engine.pauses().await?;
     let scopes = std::iter::once(pauses::SERVICE.to_owned())
         .chain(engine.config().nodepools.concrete().map(|p| p.name.clone()));
     for scope in scopes {

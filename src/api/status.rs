@@ -149,7 +149,7 @@ fn templates() -> Result<&'static Environment<'static>, String> {
 
 async fn gather(state: &State) -> Result<Page, EngineError> {
     let engine = &state.engine;
-    let counts = store::nodes::count_by_pool_state(engine.db()).await?;
+    let counts = engine.node_counts().await?;
     let all_pauses = engine.pauses().await?;
     let pause_row = |p: &pauses::Pause| PauseRow {
         scope: if p.scope == pauses::SERVICE {
@@ -197,7 +197,8 @@ async fn gather(state: &State) -> Result<Page, EngineError> {
             }
         })
         .collect();
-    let sessions = store::sessions::active_by_tenant(engine.db())
+    let sessions = engine
+        .active_sessions_by_tenant()
         .await?
         .into_iter()
         .filter(|(_, n)| *n > 0)

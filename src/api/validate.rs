@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::protocol::v3::MAX_QUANTITY;
+
 /// One element of an error's `loc`: a field name or a list index.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
@@ -148,16 +150,9 @@ pub fn both<A, B>(
     }
 }
 
-/// A path segment as the client meant it: warp leaves percent-escapes in place.
-pub fn path_segment(raw: &str) -> String {
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 /// Checks a path parameter that must be an integer (`/sessions/{id}`).
 pub fn path_id(raw: &str, name: &str) -> Result<i64, Vec<FieldError>> {
-    let raw = path_segment(raw);
+    let raw = crate::http::path_segment(raw);
     raw.parse::<i64>().map_err(|_| {
         vec![
             Issue::new(
@@ -431,7 +426,7 @@ pub fn positive_int32(v: &Value) -> Result<i64, Issue> {
             Issue::new("greater_than", "Input should be greater than 0").with_ctx(json!({"gt": 0}))
         );
     }
-    integer_in(1, i64::from(i32::MAX))(v)
+    integer_in(1, MAX_QUANTITY)(v)
 }
 
 /// A boolean, with pydantic's lax rules (`"true"`, `"yes"`, `1`, …).
@@ -529,7 +524,7 @@ mod tests {
 
     #[test]
     fn bounds_report_pydantic_types() {
-        let quantity = integer_in(1, i64::from(i32::MAX));
+        let quantity = integer_in(1, MAX_QUANTITY);
         assert_eq!(quantity(&json!(0)).unwrap_err().kind, "greater_than_equal");
         assert_eq!(quantity(&json!(-1)).unwrap_err().kind, "greater_than_equal");
         assert_eq!(

@@ -14,7 +14,7 @@
 //!
 //! Scenarios:
 //! * `get-pools`: anonymous `GET /api/v1/pools`, and the same JSON from a trivial warp
-//!   handler in a process of its own, plain and behind our middleware ([`crate::api::wrap`]),
+//!   handler in a process of its own, plain and behind our middleware ([`crate::http::wrap`]),
 //!   for comparison; loaded by the cheap client of [`http`] on threads of its own, and by
 //!   wrk as well when it is on PATH;
 //! * `cycle`: `POST /api/v1/sessions` for one node of a noop pool, then
@@ -162,7 +162,7 @@ pub struct TrivialArgs {
     /// The JSON to answer.
     #[arg(long)]
     pub body: PathBuf,
-    /// Through the middleware every answer of ours goes through ([`crate::api::wrap`]:
+    /// Through the middleware every answer of ours goes through ([`crate::http::wrap`]:
     /// request id, tracing span, access log, HTTP metrics, the error recovery).
     #[arg(long)]
     pub middleware: bool,
@@ -205,7 +205,7 @@ pub async fn run_trivial(args: TrivialArgs) -> ExitCode {
     if args.middleware {
         let routes = route.map(warp::Reply::into_response).boxed();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        warp::serve(crate::api::wrap(routes, metrics))
+        warp::serve(crate::http::wrap(routes, metrics))
             .incoming(listener)
             .run()
             .await;

@@ -19,6 +19,7 @@ use crate::engine::retire_pool::RetirePool;
 use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
 use crate::engine::{Engine, EngineError, seconds};
 use crate::mechanisms::Mechanisms;
+use crate::protocol::v3::MAX_QUANTITY;
 use crate::store::nodes::NodeState;
 use crate::store::tenants::Tenant;
 
@@ -229,7 +230,7 @@ fn parse_quota(s: &str) -> Result<OrDefault<i64>, String> {
         return Ok(OrDefault(None));
     }
     match s.trim().parse::<i64>() {
-        Ok(n) if n > 0 && n <= i64::from(i32::MAX) => Ok(OrDefault(Some(n))),
+        Ok(n) if n > 0 && n <= MAX_QUANTITY => Ok(OrDefault(Some(n))),
         _ => Err(format!("'{s}' is not a positive integer or 'none'")),
     }
 }

@@ -137,21 +137,46 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` when set, else by the level; the chatty
-/// libraries (sqlx logs every statement at info) only speak up for warnings.
+/// libraries (sqlx logs every statement at info) only speak up for warnings. They are
+/// coloured only when stderr is a terminal and `NO_COLOR` is not set ([`use_colour`]): a
+/// file, a pipe or journald gets plain text.
 fn init_tracing(level: LogLevel) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // warp::filters::trace would log every 4xx again as a warning and every 5xx as an error,
+    // after our own line: a client's mistake is not a warning. It stays off under `RUST_LOG`
+    // too, unless `RUST_LOG` names it.
+    const QUIET_TRACE: &str = "warp::filters::trace=off";
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) if spec.contains("warp::filters::trace") => Some(filter),
+            Ok(filter) => QUIET_TRACE.parse().ok().map(|d| filter.add_directive(d)),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let filter = filter.unwrap_or_else(|| {
         EnvFilter::new(format!(
-            // warp::filters::trace would log every 5xx again, after our own line.
-            "{},sqlx=warn,warp=error,warp::filters::trace=off,hyper=warn",
+            "{},sqlx=warn,warp=error,{QUIET_TRACE},hyper=warn",
             level.tracing_directive()
         ))
     });
     // A second initialisation (tests calling `run` twice) is harmless.
+    let ansi = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
+}
+
+/// Whether log lines carry ANSI colour codes: only when the stream they go to is a
+/// terminal, and not when `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Prints an error the way `duffy admin` and friends report them.
@@ -183,5 +208,19 @@ mod tests {
         .expect("parses");
         assert!(matches!(cli.command, Some(Command::Bench(_))));
         assert!(cli.loglevel.is_some());
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        // NO_COLOR set to an empty string does not count (no-color.org).
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(true, Some(OsStr::new("0"))));
+        // A file, a pipe, journald: never.
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
     }
 }

@@ -1,7 +1,7 @@
 //! `duffy replay FILE… --against URL`: replays recorded v2 traffic against a running server.
 //!
 //! It speaks HTTP only, so it needs no configuration and no database; the library side is
-//! [`crate::legacy::replay`].
+//! [`crate::replay`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::legacy::replay::{Options, Replayer};
+use crate::replay::{Options, Replayer};
 
 /// `duffy replay FILE… --against URL [--key KEY] [--var NAME=VALUE]… [--timeout SECONDS]`
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@ pub struct ServeArgs {
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> ExitCode {
+    raise_open_files_limit();
     let embedded = loaded.embedded;
     let config = Arc::new(loaded.config);
     let host = args.host.unwrap_or_else(|| config.app.host.clone());
@@ -35,6 +36,11 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
     let db = match app::open_database(&config).await {
         Ok(db) => db,
         Err(e) => return super::report_error("cannot open the database", e),
+    };
+    // Held until the server stops: a second `duffy serve` on the same SQLite file is refused.
+    let _serving = match app::lock_for_serving(&app::database_url(&config)) {
+        Ok(lock) => lock,
+        Err(e) => return super::report_error("cannot start", e),
     };
     let engine = match app::build_engine(config.clone(), db) {
         Ok(engine) => Arc::new(engine),
@@ -111,6 +117,7 @@ pub const DEFAULT_DEST: &str = "http://127.0.0.1:8080";
 
 /// Runs the v2 translation layer alone, forwarding to a v3 server, until Ctrl-C or SIGTERM.
 pub async fn run_legacy(args: ServeLegacyArgs, loaded: LoadedConfig, level: LogLevel) -> ExitCode {
+    raise_open_files_limit();
     let metaclient = &loaded.config.metaclient;
     let host = args.host.unwrap_or_else(|| metaclient.host.clone());
     let port = port_or(args.port, metaclient.port);
@@ -136,7 +143,7 @@ pub async fn run_legacy(args: ServeLegacyArgs, loaded: LoadedConfig, level: LogL
     println!(" * Serving the legacy v2 API on http://{host}:{port}/");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    legacy::serve(listener, legacy, shutdown).await;
+    legacy::serve(listener, legacy, loaded.config.app.connections, shutdown).await;
     ExitCode::SUCCESS
 }
 
@@ -201,5 +208,77 @@ pub async fn migrate(loaded: &LoadedConfig) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => super::report_error("migrating the database failed", e),
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, logging both: each client
+/// connection is a file, and the common soft limit of 1,024 would otherwise cap the
+/// service far below `app.connections.max`.
+fn raise_open_files_limit() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let shown = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        match raised_soft_limit(limit.current, limit.maximum) {
+            None => tracing::info!(
+                files.soft = limit.current,
+                files.hard = limit.maximum,
+                "open files limit: {} (hard limit {})",
+                shown(limit.current),
+                shown(limit.maximum)
+            ),
+            Some(to) => {
+                let new = Rlimit {
+                    current: Some(to),
+                    maximum: limit.maximum,
+                };
+                match setrlimit(Resource::Nofile, new) {
+                    Ok(()) => tracing::info!(
+                        files.soft = to,
+                        files.was = limit.current,
+                        files.hard = limit.maximum,
+                        "open files limit raised from {} to {} (the hard limit)",
+                        shown(limit.current),
+                        to
+                    ),
+                    Err(e) => tracing::warn!(
+                        files.soft = limit.current,
+                        files.hard = limit.maximum,
+                        error = %e,
+                        "cannot raise the open files limit from {} to {}: {e}",
+                        shown(limit.current),
+                        to
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The soft limit to set: the hard one when it is higher (an unlimited hard limit is kept
+/// as it is, at most a million files, the kernel's usual `nr_open`); `None` to leave it.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn raised_soft_limit(soft: Option<u64>, hard: Option<u64>) -> Option<u64> {
+    const CEILING: u64 = 1 << 20;
+    let target = hard.unwrap_or(CEILING);
+    match soft {
+        None => None,
+        Some(soft) if soft >= target => None,
+        Some(_) => Some(target),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raised_soft_limit;
+
+    #[test]
+    fn the_soft_limit_rises_to_the_hard_one() {
+        assert_eq!(raised_soft_limit(Some(1024), Some(524_288)), Some(524_288));
+        assert_eq!(raised_soft_limit(Some(524_288), Some(524_288)), None);
+        assert_eq!(raised_soft_limit(Some(1024), None), Some(1 << 20));
+        assert_eq!(raised_soft_limit(None, None), None);
+        assert_eq!(raised_soft_limit(Some(4096), Some(1024)), None);
     }
 }

@@ -6,7 +6,9 @@
 //! through it too, so this is the one place that knows the v3 paths, methods, bodies and
 //! statuses. One [`Client`] holds one connection pool, every call is bounded by the timeout
 //! given at construction, and redirects are never followed (the original client treats
-//! them as errors).
+//! them as errors). An error answer becomes [`ClientError::Api`] with the typed
+//! [`ErrorKind`] the server named in its `Duffy-Error-Kind` header (or, without one, the
+//! kind its status alone gives), so callers decide from the kind, never from the wording.
 
 pub mod wire;
 
@@ -17,6 +19,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::{DeserializeOwned, DeserializeSeed};
 
+use crate::protocol::v3::{ERROR_KIND_HEADER, ErrorKind};
 pub use wire::{
     HeldNode, Node, NodeCommand, NodesSpec, PauseRequest, Pool, Session, SessionNode,
     SessionUpdate, TenantRef,
@@ -50,7 +53,13 @@ pub enum ClientError {
     Api {
         /// The HTTP status.
         status: StatusCode,
-        /// The `detail` of the error envelope (JSON text when it is not a string).
+        /// What the answer means, from its `Duffy-Error-Kind` header, or from the status
+        /// alone when the header is missing or does not fit ([`ErrorKind::of_answer`]);
+        /// `None` for a status the v3 API never refuses with (a proxy's 429 or 502).
+        /// Decide from this, never from `detail`.
+        kind: Option<ErrorKind>,
+        /// The `detail` of the error envelope (JSON text when it is not a string), for
+        /// people and for passing on.
         detail: String,
     },
     /// The API answered with a success status but not with the expected JSON.
@@ -61,6 +70,16 @@ pub enum ClientError {
         /// What did not fit.
         reason: String,
     },
+}
+
+impl ClientError {
+    /// The kind of an error answer of the API; `None` for every other failure.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Api { kind, .. } => *kind,
+            _ => None,
+        }
+    }
 }
 
 /// Who a call is made as.
@@ -242,6 +261,15 @@ impl Client {
     /// get an answer is an error. For callers that show the answer as it came (`duffy
     /// client`).
     pub async fn send(&self, auth: &Auth, call: &Call) -> Result<Answer, ClientError> {
+        Ok(self.exchange(auth, call).await?.0)
+    }
+
+    /// Sends `call`: its answer, and the value of the answer's error-kind header, if any.
+    async fn exchange(
+        &self,
+        auth: &Auth,
+        call: &Call,
+    ) -> Result<(Answer, Option<String>), ClientError> {
         let (method, segments) = call.route();
         let mut url = self.url(&segments)?;
         url.set_query(call.query().as_deref());
@@ -254,12 +282,18 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
+        let kind = response
+            .headers()
+            .get(ERROR_KIND_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response.bytes().await.map_err(|e| self.transport(e))?;
-        Ok(Answer {
+        let answer = Answer {
             status,
             expected: call.expected(),
             body,
-        })
+        };
+        Ok((answer, kind))
     }
 
     /// The URL of a resource below the API root; each segment is percent-encoded.
@@ -277,22 +311,27 @@ impl Client {
     }
 
     /// Sends `call` and decodes `envelope[field]` from its success answer; any other status
-    /// is an [`ClientError::Api`] with the answer's `detail`.
+    /// is an [`ClientError::Api`] with the answer's kind and `detail`.
     async fn fetch<T: DeserializeOwned>(
         &self,
         auth: &Auth,
         call: &Call,
         field: &str,
     ) -> Result<T, ClientError> {
-        let Answer {
-            status,
-            expected,
-            body,
-        } = self.send(auth, call).await?;
+        let (
+            Answer {
+                status,
+                expected,
+                body,
+            },
+            kind,
+        ) = self.exchange(auth, call).await?;
         if status != expected {
+            let detail = detail_of(&body);
             return Err(ClientError::Api {
                 status,
-                detail: detail_of(&body),
+                kind: ErrorKind::of_answer(status.as_u16(), kind.as_deref(), &detail),
+                detail,
             });
         }
         let unreadable = |reason: String| ClientError::Unreadable { status, reason };
@@ -602,6 +641,122 @@ mod tests {
             serde_json::to_string(&[text("a"), Some(Scalar::Number(3.into())), None]).unwrap(),
             r#"["a",3,null]"#
         );
+    }
+
+    /// The error of `POST /sessions` when the server answers `template`.
+    async fn refusal(template: wiremock::ResponseTemplate) -> ClientError {
+        use wiremock::matchers::{method, path};
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(method("POST"))
+            .and(path("/api/v1/sessions"))
+            .respond_with(template)
+            .mount(&server)
+            .await;
+        let client = Client::new(&format!("{}/api/v1", server.uri()), Duration::from_secs(5));
+        let spec = NodesSpec {
+            quantity: 1,
+            pool: "p".into(),
+        };
+        client
+            .unwrap()
+            .request_session(&Auth::Anonymous, &[spec])
+            .await
+            .unwrap_err()
+    }
+
+    fn answer(status: u16, kind: Option<&str>, detail: &str) -> wiremock::ResponseTemplate {
+        let template = wiremock::ResponseTemplate::new(status)
+            .set_body_json(serde_json::json!({ "detail": detail }));
+        match kind {
+            Some(kind) => template.insert_header("Duffy-Error-Kind", kind),
+            None => template,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_kind_header_is_parsed_and_the_detail_kept_as_sent() {
+        let cases = [
+            (
+                422,
+                Some("no-nodes"),
+                "nothing left in p",
+                Some(ErrorKind::NoNodes),
+            ),
+            (
+                403,
+                Some("quota-exceeded"),
+                "too many",
+                Some(ErrorKind::QuotaExceeded),
+            ),
+            (
+                503,
+                Some("paused"),
+                "allocations are paused",
+                Some(ErrorKind::Paused),
+            ),
+            (
+                422,
+                Some("tenant-retired"),
+                "t is retired",
+                Some(ErrorKind::TenantRetired),
+            ),
+        ];
+        for (status, header, detail, kind) in cases {
+            let e = refusal(answer(status, header, detail)).await;
+            assert!(
+                matches!(&e, ClientError::Api { status: s, kind: k, detail: d }
+                    if s.as_u16() == status && *k == kind && d == detail),
+                "{e:?}"
+            );
+            assert_eq!(e.kind(), kind);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_usable_header_the_status_decides() {
+        let cases = [
+            // A server that names no kinds (the original 3.4.0): its two frozen texts are
+            // known, anything else counts by its status.
+            (
+                answer(422, None, "can't reserve nodes: quantity=1 pool='p'"),
+                Some(ErrorKind::NoNodes),
+            ),
+            (
+                answer(403, None, "quota exceeded: …"),
+                Some(ErrorKind::QuotaExceeded),
+            ),
+            (
+                answer(422, None, "tenant t is retired"),
+                Some(ErrorKind::Unprocessable),
+            ),
+            (answer(403, None, "not yours"), Some(ErrorKind::Forbidden)),
+            (answer(503, None, "later"), Some(ErrorKind::Unavailable)),
+            (answer(404, None, "Not Found"), Some(ErrorKind::NotFound)),
+            // A kind this client does not know (a newer server), or one of another status.
+            (
+                answer(422, Some("out-of-nodes"), "x"),
+                Some(ErrorKind::Unprocessable),
+            ),
+            (
+                answer(403, Some("no-nodes"), "x"),
+                Some(ErrorKind::Forbidden),
+            ),
+            // A proxy's answer names no kind, even with a header it passed on.
+            (
+                wiremock::ResponseTemplate::new(502)
+                    .insert_header("Duffy-Error-Kind", "no-nodes")
+                    .set_body_string("<html>Bad Gateway</html>"),
+                None,
+            ),
+            (wiremock::ResponseTemplate::new(429), None),
+        ];
+        for (template, kind) in cases {
+            let e = refusal(template).await;
+            assert!(matches!(e, ClientError::Api { .. }), "{e:?}");
+            assert_eq!(e.kind(), kind, "{e:?}");
+        }
+        let timeout = ClientError::Timeout(Duration::from_secs(1));
+        assert_eq!(timeout.kind(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod database;
 pub mod duration;
+mod fields;
 mod merge;
 pub mod model;
 pub mod pools;
@@ -23,13 +24,15 @@ pub use duration::{
     DurationError, parse_api_duration, parse_config_duration, parse_config_duration_str,
     python_timedelta, seconds_json,
 };
-pub use model::DEFAULT_ANSIBLE_TIMEOUT;
 pub use model::{
-    AnsibleConfig, AppConfig, ClientAuth, ClientConfig, Config, DatabaseConfig, Deadlines,
-    Defaults, FillBackoff, InvalidLogLevel, LogLevel, MechanismConfig, MetaclientConfig, NodePools,
-    NoopConfig, PlaybookConfig, Pool, PoolMapEntry, Retries, SshConfig, TasksConfig,
+    AppConfig, ClientAuth, ClientConfig, Config, ConnectionLimits, DatabaseConfig, Deadlines,
+    Defaults, FillBackoff, InvalidLogLevel, LogLevel, MetaclientConfig, PoolMapEntry, Retries,
+    SshConfig, TasksConfig,
 };
-pub use pools::DEFAULT_NOOP_HOSTNAME;
+pub use pools::{
+    AnsibleConfig, DEFAULT_ANSIBLE_TIMEOUT, DEFAULT_NOOP_HOSTNAME, MechanismConfig, NodePools,
+    NoopConfig, PlaybookConfig, Pool,
+};
 
 /// The embedded default, compiled into the binary.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.yaml");

@@ -5,20 +5,19 @@
 //! knows its key path. The public types hold parsed, defaulted values only.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 use chrono::TimeDelta;
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::de::{Deserializer, Error as _};
 use yaml_serde::{Mapping, Value};
 
 use super::ConfigError;
 use super::database::{self, DatabaseUrl};
-use super::duration::parse_config_duration;
-use super::merge::{KeyPath, Provenance, dotted};
-use super::pools::{self, check_template};
+use super::fields::{Dur, FieldError, PositiveInt, Template, TextLike, describe, text_like, typed};
+use super::merge::{KeyPath, Provenance};
+use super::pools::{self, NodePools};
 
 // ---------------------------------------------------------------------------------------------
 // Public model
@@ -140,6 +139,36 @@ pub struct AppConfig {
     pub anonymous_read: bool,
     /// `app.ssh` (extension): how the SSH step of contextualization reaches the nodes.
     pub ssh: SshConfig,
+    /// `app.connections` (extension): what a client connection may take of the server.
+    pub connections: ConnectionLimits,
+}
+
+/// `app.connections` (extension): bounds on client connections, for every listener of the
+/// process (the v3 API, and the v2 layer's own port under `serve-legacy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `max`: connections open at once per listener; one more is answered 503 and closed.
+    pub max: u32,
+    /// `idle-timeout`: a connection with no request in progress that receives nothing for
+    /// this long is closed (a fresh connection, or a kept-alive one between requests).
+    pub idle_timeout: StdDuration,
+    /// `header-timeout`: once a request's first byte has arrived, its whole head must arrive
+    /// within this; otherwise the connection is closed.
+    pub header_timeout: StdDuration,
+    /// `body-timeout`: a request's body must arrive within this once its head has; otherwise
+    /// the answer is 408.
+    pub body_timeout: StdDuration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max: 4096,
+            idle_timeout: StdDuration::from_secs(60),
+            header_timeout: StdDuration::from_secs(10),
+            body_timeout: StdDuration::from_secs(30),
+        }
+    }
 }
 
 /// `app.ssh` (extension): the ssh client run to push tenant keys to nodes and remove them.
@@ -319,188 +348,9 @@ pub struct Defaults {
     pub retries: Option<Retries>,
 }
 
-/// All node pools, in definition order.
-#[derive(Debug, Clone, Default)]
-pub struct NodePools {
-    /// Abstract and concrete pools, in the order they were defined.
-    pub pools: Vec<Pool>,
-}
-
-impl NodePools {
-    /// The pool with this name, abstract or concrete.
-    pub fn get(&self, name: &str) -> Option<&Pool> {
-        self.pools.iter().find(|p| p.name == name)
-    }
-
-    /// The pools that are filled and served, in definition order.
-    pub fn concrete(&self) -> impl Iterator<Item = &Pool> {
-        self.pools.iter().filter(|p| !p.is_abstract)
-    }
-}
-
-/// One node pool with its inheritance resolved.
-#[derive(Debug, Clone)]
-pub struct Pool {
-    /// The pool's name (its key under `nodepools.abstract`/`.concrete`).
-    pub name: String,
-    /// Abstract pools are templates only: never filled, never listed.
-    pub is_abstract: bool,
-    /// The pool's effective (inherited + own) keys as JSON, WITHOUT `extends`, plus "name": the pool name. This is the template context.
-    pub settings: serde_json::Map<String, serde_json::Value>,
-    /// `fill-level`: how many nodes to keep ready; `None` = not filled.
-    pub fill_level: Option<u32>,
-    /// How nodes are made; every concrete pool has one.
-    pub mechanism: Option<MechanismConfig>,
-    /// `reuse-nodes`: node-data key → int or template; `None` = always create new nodes.
-    pub reuse_nodes: Option<serde_json::Map<String, serde_json::Value>>,
-    /// `run-parallel` (default true): one mechanism run per node instead of one per batch.
-    pub run_parallel: bool,
-    /// `contextualize` (extension): whether `POST /sessions` runs the SSH step.
-    pub contextualize: bool,
-    /// `max-ready-age` (extension): ready nodes older than this are replaced, a few at a
-    /// time, as v2 reinstalled its unused standby machines; `None` keeps them forever.
-    pub max_ready_age: Option<TimeDelta>,
-}
-
-/// How a pool's nodes are provisioned and deprovisioned.
-#[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once per pool at startup, never moved on a hot path"
-)]
-pub enum MechanismConfig {
-    /// Fake nodes on loopback, for tests and demos.
-    Noop(NoopConfig),
-    /// The original's Ansible playbooks.
-    Ansible(AnsibleConfig),
-}
-
-/// Settings of the `noop` mechanism (`docs/config.md` §5).
-#[derive(Debug, Clone)]
-pub struct NoopConfig {
-    /// Hostname template with `pool` and `id`, default `{{ pool | replace('_', '-') }}-{{ id }}.noop.test`
-    /// (pool names such as `…-x86_64` hold underscores, which hostnames may not).
-    pub hostname: String,
-    /// IP address template; `None` derives a loopback address from the node id.
-    pub ipaddr: Option<String>,
-    /// How long each run waits, simulating a slow provider.
-    pub delay: StdDuration,
-    /// `fail-rate` (0.0–1.0): the chance that a node fails, simulating a flaky provider.
-    pub fail_rate: f64,
-}
-
-/// How long one playbook run may take when the pool does not say (`timeout`): below the
-/// default provisioning deadline, so a hung run is killed before its nodes time out.
-pub const DEFAULT_ANSIBLE_TIMEOUT: StdDuration = StdDuration::from_secs(30 * 60);
-
-/// Settings of the `ansible` mechanism.
-#[derive(Debug, Clone)]
-pub struct AnsibleConfig {
-    /// The playbooks' project directory (the working directory of every run).
-    pub topdir: PathBuf,
-    /// Extension `ansible-playbook`: the program to run, default `ansible-playbook` on `PATH`.
-    pub program: PathBuf,
-    /// Extension `timeout`: how long one playbook run may take before it is killed
-    /// (default [`DEFAULT_ANSIBLE_TIMEOUT`]).
-    pub timeout: StdDuration,
-    /// `extra-vars` for every run; string values are templates.
-    pub extra_vars: serde_json::Map<String, serde_json::Value>,
-    /// The provisioning playbook.
-    pub provision: Option<PlaybookConfig>,
-    /// The deprovisioning playbook; `None` (absent or `null`) = nothing to run.
-    pub deprovision: Option<PlaybookConfig>,
-}
-
-/// One playbook and its own `extra-vars` (merged over the mechanism's).
-#[derive(Debug, Clone)]
-pub struct PlaybookConfig {
-    /// The playbook path, relative to `topdir`.
-    pub playbook: String,
-    /// `extra-vars` for this playbook; string values are templates.
-    pub extra_vars: serde_json::Map<String, serde_json::Value>,
-}
-
 // ---------------------------------------------------------------------------------------------
-// Validating newtypes (shared with pools.rs)
+// Validating newtypes of the top-level sections
 // ---------------------------------------------------------------------------------------------
-
-/// Describes a YAML value for error messages, serde-style: `integer 70000`, `string "x"`.
-pub(crate) fn describe(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) if n.is_f64() => format!("floating point {n}"),
-        Value::Number(n) => format!("integer {n}"),
-        Value::String(s) => format!("string {s:?}"),
-        Value::Sequence(_) => "a list".to_owned(),
-        Value::Mapping(_) => "a mapping".to_owned(),
-        Value::Tagged(t) => format!("a value tagged {}", t.tag),
-    }
-}
-
-/// A ConfigTimeDelta (`6h`, `300`, `600.0`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Dur(pub(crate) TimeDelta);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        let json = match &value {
-            Value::String(s) => serde_json::Value::from(s.as_str()),
-            Value::Number(n) => {
-                if let Some(u) = n.as_u64() {
-                    serde_json::Value::from(u)
-                } else if let Some(i) = n.as_i64() {
-                    serde_json::Value::from(i)
-                } else {
-                    let f = n.as_f64().unwrap_or(f64::NAN);
-                    serde_json::Number::from_f64(f)
-                        .map(serde_json::Value::Number)
-                        .ok_or_else(|| D::Error::custom(format!("invalid duration '{n}'")))?
-                }
-            }
-            other => {
-                return Err(D::Error::custom(format!(
-                    "invalid type: {}, expected a duration like 6h or a number of seconds",
-                    describe(other)
-                )));
-            }
-        };
-        parse_config_duration(&json)
-            .map(Dur)
-            .map_err(D::Error::custom)
-    }
-}
-
-/// An integer ≥ 1 that fits a u32 (`fill-level`, `node-quota`, `no-attempts`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PositiveInt(pub(crate) u32);
-
-impl<'de> Deserialize<'de> for PositiveInt {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        if let Some(n) = value.as_u64() {
-            if let Ok(n) = u32::try_from(n)
-                && n > 0
-            {
-                return Ok(PositiveInt(n));
-            }
-            return Err(D::Error::custom(format!(
-                "invalid value: {}, expected an integer > 0",
-                describe(&value)
-            )));
-        }
-        let kind = if value.as_i64().is_some() {
-            "value"
-        } else {
-            "type"
-        };
-        Err(D::Error::custom(format!(
-            "invalid {kind}: {}, expected an integer > 0",
-            describe(&value)
-        )))
-    }
-}
 
 /// A TCP port in 1..=65535.
 #[derive(Debug, Clone, Copy)]
@@ -544,60 +394,6 @@ impl<'de, const MIN: u8> Deserialize<'de> for AtLeast<MIN> {
                 describe(&value)
             ))),
         }
-    }
-}
-
-/// A probability in 0.0..=1.0 (`noop.fail-rate`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fraction(pub(crate) f64);
-
-impl<'de> Deserialize<'de> for Fraction {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        match value.as_f64() {
-            Some(f) if (0.0..=1.0).contains(&f) => Ok(Fraction(f)),
-            _ => Err(D::Error::custom(format!(
-                "invalid value: {}, expected a number in 0.0..=1.0",
-                describe(&value)
-            ))),
-        }
-    }
-}
-
-/// A Jinja template that compiles; rendering happens later, in the engine.
-#[derive(Debug, Clone)]
-pub(crate) struct Template(pub(crate) String);
-
-impl<'de> Deserialize<'de> for Template {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text =
-            text_like(Value::deserialize(d)?, "a template string").map_err(D::Error::custom)?;
-        check_template(&text).map_err(D::Error::custom)?;
-        Ok(Template(text))
-    }
-}
-
-/// A string, also accepting YAML numbers (`ver: 7`), which operators write unquoted.
-#[derive(Debug, Clone)]
-struct TextLike(String);
-
-impl<'de> Deserialize<'de> for TextLike {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        text_like(Value::deserialize(d)?, "a string")
-            .map(TextLike)
-            .map_err(D::Error::custom)
-    }
-}
-
-/// Converts a string or number to text; anything else is a type error.
-fn text_like(value: Value, expected: &str) -> Result<String, String> {
-    match value {
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!(
-            "invalid type: {}, expected {expected}",
-            describe(&other)
-        )),
     }
 }
 
@@ -755,6 +551,40 @@ struct RawApp {
     #[serde(rename = "anonymous-read")]
     anonymous_read: Option<bool>,
     ssh: Option<RawSsh>,
+    connections: Option<RawConnections>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of connection limits")]
+struct RawConnections {
+    max: Option<PositiveInt>,
+    #[serde(rename = "idle-timeout")]
+    idle_timeout: Option<Dur>,
+    #[serde(rename = "header-timeout")]
+    header_timeout: Option<Dur>,
+    #[serde(rename = "body-timeout")]
+    body_timeout: Option<Dur>,
+}
+
+impl RawConnections {
+    /// Fills in the defaults; every timeout must be positive.
+    fn resolve(self) -> Result<ConnectionLimits, FieldError> {
+        let defaults = ConnectionLimits::default();
+        let timeout = |value: Option<Dur>, default: StdDuration, key: &str| match value {
+            None => Ok(default),
+            Some(Dur(d)) => positive_std(d, &["app", "connections", key]),
+        };
+        Ok(ConnectionLimits {
+            max: self.max.map_or(defaults.max, |m| m.0),
+            idle_timeout: timeout(self.idle_timeout, defaults.idle_timeout, "idle-timeout")?,
+            header_timeout: timeout(
+                self.header_timeout,
+                defaults.header_timeout,
+                "header-timeout",
+            )?,
+            body_timeout: timeout(self.body_timeout, defaults.body_timeout, "body-timeout")?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -979,56 +809,6 @@ struct RawDefaults {
 // Validation
 // ---------------------------------------------------------------------------------------------
 
-/// A validation failure at a key path, before the file is known.
-#[derive(Debug, Clone)]
-pub(crate) struct FieldError {
-    pub(crate) path: KeyPath,
-    pub(crate) reason: String,
-}
-
-impl FieldError {
-    pub(crate) fn new(path: KeyPath, reason: impl Into<String>) -> Self {
-        FieldError {
-            path,
-            reason: reason.into(),
-        }
-    }
-
-    /// Names the file that set this key (or its nearest ancestor).
-    pub(crate) fn located(self, prov: &Provenance) -> ConfigError {
-        ConfigError::Invalid {
-            origin: prov.origin_of(&self.path),
-            key: dotted(&self.path),
-            reason: self.reason,
-        }
-    }
-}
-
-/// Joins a prefix and a relative path.
-pub(crate) fn join(prefix: &[String], rest: &[String]) -> KeyPath {
-    prefix.iter().chain(rest).cloned().collect()
-}
-
-/// Deserializes `T` from `value`, reporting failures with their key path below `prefix`.
-pub(crate) fn typed<T: DeserializeOwned>(
-    value: &Value,
-    prefix: &[String],
-) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let rel: KeyPath = err
-            .path()
-            .iter()
-            .map(|segment| match segment {
-                serde_path_to_error::Segment::Seq { index } => format!("[{index}]"),
-                serde_path_to_error::Segment::Map { key } => key.clone(),
-                serde_path_to_error::Segment::Enum { variant } => variant.clone(),
-                serde_path_to_error::Segment::Unknown => "?".to_owned(),
-            })
-            .collect();
-        FieldError::new(join(prefix, &rel), err.into_inner().to_string())
-    })
-}
-
 fn path(p: &[&str]) -> KeyPath {
     p.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -1110,6 +890,10 @@ fn assemble(
                 Some(ssh) => ssh.resolve().map_err(loc)?,
                 None => SshConfig::default(),
             },
+            connections: match a.connections {
+                Some(c) => c.resolve().map_err(loc)?,
+                None => ConnectionLimits::default(),
+            },
         },
         None => AppConfig {
             loglevel: LogLevel::Info,
@@ -1118,6 +902,7 @@ fn assemble(
             retries: None,
             anonymous_read: true,
             ssh: SshConfig::default(),
+            connections: ConnectionLimits::default(),
         },
     };
 
@@ -1361,6 +1146,8 @@ fn build_database(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn build_str(text: &str) -> Result<(Config, Vec<String>), ConfigError> {

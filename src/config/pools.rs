@@ -8,26 +8,119 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
+use chrono::TimeDelta;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use yaml_serde::{Mapping, Value};
 
 use super::ConfigError;
-use super::merge::{KeyPath, Provenance, dotted, key_to_string, overlay};
-use super::model::{
-    AnsibleConfig, DEFAULT_ANSIBLE_TIMEOUT, Dur, FieldError, Fraction, MechanismConfig, NodePools,
-    NoopConfig, PlaybookConfig, Pool, PositiveInt, Template, describe, typed,
+use super::fields::{
+    Dur, FieldError, Fraction, PositiveInt, Template, check_template, describe, typed,
 };
+use super::merge::{KeyPath, Provenance, dotted, key_to_string, overlay};
 
 /// The `noop` hostname template when none is configured.
 pub const DEFAULT_NOOP_HOSTNAME: &str = "{{ pool | replace('_', '-') }}-{{ id }}.noop.test";
 
-/// Checks that a Jinja template compiles, so syntax errors surface at startup, not mid-fill.
-pub(crate) fn check_template(source: &str) -> Result<(), String> {
-    let env = minijinja::Environment::new();
-    env.template_from_str(source)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// All node pools, in definition order.
+#[derive(Debug, Clone, Default)]
+pub struct NodePools {
+    /// Abstract and concrete pools, in the order they were defined.
+    pub pools: Vec<Pool>,
+}
+
+impl NodePools {
+    /// The pool with this name, abstract or concrete.
+    pub fn get(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The pools that are filled and served, in definition order.
+    pub fn concrete(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.iter().filter(|p| !p.is_abstract)
+    }
+}
+
+/// One node pool with its inheritance resolved.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// The pool's name (its key under `nodepools.abstract`/`.concrete`).
+    pub name: String,
+    /// Abstract pools are templates only: never filled, never listed.
+    pub is_abstract: bool,
+    /// The pool's effective (inherited + own) keys as JSON, WITHOUT `extends`, plus "name": the pool name. This is the template context.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// `fill-level`: how many nodes to keep ready; `None` = not filled.
+    pub fill_level: Option<u32>,
+    /// How nodes are made; every concrete pool has one.
+    pub mechanism: Option<MechanismConfig>,
+    /// `reuse-nodes`: node-data key → int or template; `None` = always create new nodes.
+    pub reuse_nodes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `run-parallel` (default true): one mechanism run per node instead of one per batch.
+    pub run_parallel: bool,
+    /// `contextualize` (extension): whether `POST /sessions` runs the SSH step.
+    pub contextualize: bool,
+    /// `max-ready-age` (extension): ready nodes older than this are replaced, a few at a
+    /// time, as v2 reinstalled its unused standby machines; `None` keeps them forever.
+    pub max_ready_age: Option<TimeDelta>,
+}
+
+/// How a pool's nodes are provisioned and deprovisioned.
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per pool at startup, never moved on a hot path"
+)]
+pub enum MechanismConfig {
+    /// Fake nodes on loopback, for tests and demos.
+    Noop(NoopConfig),
+    /// The original's Ansible playbooks.
+    Ansible(AnsibleConfig),
+}
+
+/// Settings of the `noop` mechanism (`docs/config.md` §5).
+#[derive(Debug, Clone)]
+pub struct NoopConfig {
+    /// Hostname template with `pool` and `id`, default `{{ pool | replace('_', '-') }}-{{ id }}.noop.test`
+    /// (pool names such as `…-x86_64` hold underscores, which hostnames may not).
+    pub hostname: String,
+    /// IP address template; `None` derives a loopback address from the node id.
+    pub ipaddr: Option<String>,
+    /// How long each run waits, simulating a slow provider.
+    pub delay: StdDuration,
+    /// `fail-rate` (0.0–1.0): the chance that a node fails, simulating a flaky provider.
+    pub fail_rate: f64,
+}
+
+/// How long one playbook run may take when the pool does not say (`timeout`): below the
+/// default provisioning deadline, so a hung run is killed before its nodes time out.
+pub const DEFAULT_ANSIBLE_TIMEOUT: StdDuration = StdDuration::from_secs(30 * 60);
+
+/// Settings of the `ansible` mechanism.
+#[derive(Debug, Clone)]
+pub struct AnsibleConfig {
+    /// The playbooks' project directory (the working directory of every run).
+    pub topdir: PathBuf,
+    /// Extension `ansible-playbook`: the program to run, default `ansible-playbook` on `PATH`.
+    pub program: PathBuf,
+    /// Extension `timeout`: how long one playbook run may take before it is killed
+    /// (default [`DEFAULT_ANSIBLE_TIMEOUT`]).
+    pub timeout: StdDuration,
+    /// `extra-vars` for every run; string values are templates.
+    pub extra_vars: serde_json::Map<String, serde_json::Value>,
+    /// The provisioning playbook.
+    pub provision: Option<PlaybookConfig>,
+    /// The deprovisioning playbook; `None` (absent or `null`) = nothing to run.
+    pub deprovision: Option<PlaybookConfig>,
+}
+
+/// One playbook and its own `extra-vars` (merged over the mechanism's).
+#[derive(Debug, Clone)]
+pub struct PlaybookConfig {
+    /// The playbook path, relative to `topdir`.
+    pub playbook: String,
+    /// `extra-vars` for this playbook; string values are templates.
+    pub extra_vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Checks every string inside an `extra-vars` value, recursively.

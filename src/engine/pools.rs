@@ -1,4 +1,6 @@
-//! Pools as clients see them: the configured pools and how many nodes each has per state.
+//! Pools as clients see them: the configured pools and how many nodes each has per state;
+//! and the overview the status page and `/metrics` read (nodes per pool and state, active
+//! sessions per tenant).
 
 use super::{Engine, EngineError};
 use crate::config::Pool;
@@ -62,5 +64,15 @@ impl Engine {
             }
         }
         Ok((pool, levels))
+    }
+
+    /// Live nodes (not `done`) per pool and state; the pool is `None` for nodes in no pool.
+    pub async fn node_counts(&self) -> Result<Vec<(Option<String>, NodeState, i64)>, EngineError> {
+        Ok(store::nodes::count_by_pool_state(self.db()).await?)
+    }
+
+    /// Active sessions per tenant name, every tenant listed (0 for none), by name.
+    pub async fn active_sessions_by_tenant(&self) -> Result<Vec<(String, i64)>, EngineError> {
+        Ok(store::sessions::active_by_tenant(self.db()).await?)
     }
 }

@@ -19,6 +19,7 @@ use super::states::{self, Change};
 use super::{Engine, EngineError};
 use crate::config::{Config, Defaults};
 use crate::metrics::SessionOutcome;
+use crate::protocol::v3::REPORTED_FAILED;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
@@ -125,8 +126,6 @@ fn retire_queue(db: Db) -> Grouped<(i64, Option<i64>), Option<Session>> {
     )
 }
 
-/// Detail of `data.error` on a node a tenant reported broken (`/Node/fail`).
-pub const REPORTED_FAILED: &str = "node reported failed by tenant";
 /// Detail of the 503 when no node could be contextualized.
 const CONTEXT_FAILED: &str = "contextualization of nodes failed";
 /// Detail of the 503 when cleaning up after that failed too.

@@ -5,14 +5,15 @@
 //! `"Done"` (as `/Node/done` does) or, for `/Overtime`, a JSON list; refusals are
 //! `{"msg": …}` objects with a status that says why.
 
-use reqwest::StatusCode as V3Status;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::Legacy;
-use super::answer::{V2Error, json_reply, text_reply};
+use super::answer::{V2Error, text_reply, v3_detail};
 use super::query::Params;
 use crate::client::{ClientError, NodeCommand, PauseRequest};
+use crate::http::json;
+use crate::protocol::v3::ErrorKind;
 
 /// The default threshold of `/Overtime`, as v2 had it.
 pub const OVERTIME_MINUTES: i64 = 60;
@@ -40,7 +41,7 @@ pub async fn node_action(
         .await
         .map_err(|e| admin_refusal(e, V2Error::InvalidNode))?;
     tracing::info!(node.id = id, action, "v2 admin call: node {id}: {action}");
-    Ok(json_reply(StatusCode::OK, &"Done"))
+    Ok(json(StatusCode::OK, &"Done"))
 }
 
 fn v2_name(action: &str) -> &'static str {
@@ -62,7 +63,7 @@ pub async fn pause(legacy: &Legacy, params: Params, paused: bool) -> Result<Resp
         .set_paused(&legacy.auth(&key), params.pool.as_deref(), &request)
         .await
         .map_err(|e| admin_refusal(e, V2Error::InvalidPool))?;
-    Ok(json_reply(StatusCode::OK, &"Done"))
+    Ok(json(StatusCode::OK, &"Done"))
 }
 
 /// `/Overtime[?minutes=N]`: nodes held longer than N minutes (default 60), as JSON objects
@@ -97,7 +98,7 @@ pub async fn overtime(legacy: &Legacy, params: Params) -> Result<Response, V2Err
             })
         })
         .collect();
-    Ok(json_reply(StatusCode::OK, &rows))
+    Ok(json(StatusCode::OK, &rows))
 }
 
 /// `/Help`: the v2 calls, in plain text, for people who type URLs.
@@ -145,14 +146,46 @@ For admin keys only:
 /// A refused admin call: an unknown key, a key without admin rights, an unknown node or
 /// pool (`missing`), or a request the v3 API turned down (a node in the wrong state).
 fn admin_refusal(e: ClientError, missing: V2Error) -> V2Error {
-    match e {
-        ClientError::Api { status, detail } => match status {
-            V3Status::UNAUTHORIZED => V2Error::InvalidKey,
-            V3Status::FORBIDDEN => V2Error::AdminRequired,
-            V3Status::NOT_FOUND => missing,
-            V3Status::CONFLICT | V3Status::UNPROCESSABLE_ENTITY => V2Error::Refused(detail),
-            _ => V2Error::Unavailable(ClientError::Api { status, detail }),
-        },
-        other => other.into(),
+    match e.kind() {
+        Some(ErrorKind::Unauthenticated) => V2Error::InvalidKey,
+        Some(ErrorKind::Forbidden | ErrorKind::QuotaExceeded) => V2Error::AdminRequired,
+        Some(ErrorKind::NotFound) => missing,
+        Some(
+            ErrorKind::Conflict
+            | ErrorKind::Invalid
+            | ErrorKind::NoNodes
+            | ErrorKind::SessionRetired
+            | ErrorKind::TenantRetired
+            | ErrorKind::Unprocessable,
+        ) => V2Error::Refused(v3_detail(e)),
+        Some(ErrorKind::Internal | ErrorKind::Paused | ErrorKind::Unavailable) | None => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_refused_admin_call_has_its_v2_answer() {
+        for kind in ErrorKind::ALL {
+            let e = ClientError::Api {
+                status: reqwest::StatusCode::from_u16(kind.status()).unwrap(),
+                kind: Some(kind),
+                detail: "node 3 is not in downtime".into(),
+            };
+            let got = admin_refusal(e, V2Error::InvalidNode);
+            let expected = match kind.status() {
+                401 => ("invalid_key", "Invalid duffy key"),
+                403 => ("admin_required", "Admin key required"),
+                404 => ("invalid_node", "Invalid node ID"),
+                409 | 422 => ("refused", "node 3 is not in downtime"),
+                _ => ("unavailable", ""),
+            };
+            assert_eq!(got.outcome(), expected.0, "{kind}");
+            if !expected.1.is_empty() {
+                assert_eq!(got.to_string(), expected.1, "{kind}");
+            }
+        }
     }
 }

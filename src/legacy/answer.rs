@@ -4,17 +4,13 @@
 //! data, a JSON string is a hard failure, and a body that is not JSON at all makes `cico`
 //! and the old scripts retry. Each [`V2Error`] is chosen for what it makes them do.
 
-use serde::Serialize;
 use serde_json::json;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use crate::client::ClientError;
-
-/// The text that makes `cico node get` and scripts wait and retry, as v2 sent it.
-pub const INSUFFICIENT: &str = "Insufficient Nodes in READY State";
-/// The text answered when the v3 API cannot be asked; not JSON, so clients retry.
-pub const UNAVAILABLE: &str = "Duffy API unavailable";
+use crate::http::json;
+use crate::protocol::v2::{ALLOCATION_FAILED, INSUFFICIENT, UNAVAILABLE};
 
 /// Everything a v2 handler can answer instead of a success.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +25,7 @@ pub enum V2Error {
     #[error("{INSUFFICIENT}")]
     Insufficient,
     /// The request cannot succeed as asked (quota, no pool, bad count): do not retry.
-    #[error("Failed to allocate nodes: {0}")]
+    #[error("{ALLOCATION_FAILED}: {0}")]
     AllocationFailed(String),
     /// `/Node/done` or `/Node/fail` on a session already retired.
     #[error("Session not in Prod")]
@@ -104,8 +100,8 @@ impl V2Error {
             | V2Error::InvalidNode
             | V2Error::InvalidPool
             | V2Error::Refused(_)
-            | V2Error::BadParameter(_) => json_reply(status, &json!({"msg": self.to_string()})),
-            V2Error::AllocationFailed(_) => json_reply(status, &self.to_string()),
+            | V2Error::BadParameter(_) => json(status, &json!({"msg": self.to_string()})),
+            V2Error::AllocationFailed(_) => json(status, &self.to_string()),
             V2Error::Insufficient => text_reply(status, INSUFFICIENT),
             V2Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "v2 request failed: {cause}");
@@ -129,9 +125,13 @@ impl From<ClientError> for V2Error {
     }
 }
 
-/// A JSON answer.
-pub fn json_reply(status: StatusCode, value: &impl Serialize) -> Response {
-    warp::reply::with_status(warp::reply::json(value), status).into_response()
+/// The `detail` of a v3 refusal as the v3 API worded it, for answers that pass it on to v2
+/// clients (never to decide anything by).
+pub fn v3_detail(e: ClientError) -> String {
+    match e {
+        ClientError::Api { detail, .. } => detail,
+        other => other.to_string(),
+    }
 }
 
 /// A plain-text answer.

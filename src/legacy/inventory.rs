@@ -19,11 +19,12 @@ use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Response;
 
 use super::Legacy;
-use super::answer::{V2Error, json_reply};
+use super::answer::V2Error;
 use super::poolmap::PoolRequest;
 use super::query::Params;
 use crate::client::{Auth, ClientError, Node, Session};
-use crate::engine::sessions::REPORTED_FAILED;
+use crate::http::json;
+use crate::protocol::v3::{ErrorKind, REPORTED_FAILED};
 
 /// The unkeyed inventory, shared by the requests that wait for the same fetch.
 ///
@@ -105,17 +106,29 @@ pub async fn inventory(legacy: &Legacy, params: Params) -> Result<Response, V2Er
             return Ok(response);
         }
     };
-    Ok(json_reply(StatusCode::OK, &rows))
+    Ok(json(StatusCode::OK, &rows))
 }
 
-/// 401/403 from v3 mean an unknown key (or anonymous reads switched off).
+/// Refused credentials mean an unknown key (or anonymous reads switched off); any other
+/// refusal means the v3 API gave no usable answer.
 fn refused(e: ClientError) -> V2Error {
-    match e {
-        ClientError::Api {
-            status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
-            ..
-        } => V2Error::InvalidKey,
-        other => other.into(),
+    match e.kind() {
+        Some(ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::QuotaExceeded) => {
+            V2Error::InvalidKey
+        }
+        Some(
+            ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::Invalid
+            | ErrorKind::NoNodes
+            | ErrorKind::SessionRetired
+            | ErrorKind::TenantRetired
+            | ErrorKind::Unprocessable
+            | ErrorKind::Internal
+            | ErrorKind::Paused
+            | ErrorKind::Unavailable,
+        )
+        | None => e.into(),
     }
 }
 

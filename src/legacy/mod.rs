@@ -2,10 +2,16 @@
 //!
 //! A translation layer: it parses the v2 query, maps `ver`/`arch`/`flavor` onto a v3 pool
 //! ([`poolmap`]), calls the v3 API over HTTP with the typed [`crate::client`], and renders
-//! the answer the way v2 clients parse it ([`answer`]). It never touches the engine or the
-//! database, so it runs the same inside `duffy serve --legacy` (pointed at the server
-//! itself) and standalone in `duffy serve-legacy`. It keeps no state a restart could lose:
-//! every answer is derived from v3 answers. The contract is `docs/legacy-v2.md` §5.
+//! the answer the way v2 clients parse it ([`answer`]). It never touches the engine, the v3
+//! server's code or the database, so it runs the same inside `duffy serve --legacy` (pointed
+//! at the server itself) and standalone in `duffy serve-legacy`. It keeps no state a restart
+//! could lose: every answer is derived from v3 answers.
+//!
+//! What it uses of the crate: [`crate::client`] (the v3 calls), [`crate::config`] (its
+//! settings), [`crate::http`] (serving), [`crate::metrics`] (counting its calls),
+//! [`crate::protocol`] (the v2 endpoints and texts; the v3 error kinds it decides by) and
+//! [`crate::templates`] (`mangle_hostname`). A v3 refusal is read by its
+//! [`ErrorKind`], never by its wording. The contract is `docs/legacy-v2.md` §5.
 
 pub mod admin;
 pub mod answer;
@@ -13,7 +19,6 @@ pub mod inventory;
 pub mod node;
 pub mod poolmap;
 pub mod query;
-pub mod replay;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +26,6 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use minijinja::Environment;
-use reqwest::StatusCode as V3Status;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +34,11 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use crate::client::{Auth, Client, ClientError};
-use crate::config::MetaclientConfig;
-use crate::metrics::Metrics;
+use crate::config::{ConnectionLimits, MetaclientConfig};
+use crate::http;
+use crate::metrics::{Gauges, Metrics};
+use crate::protocol::v2::Endpoint;
+use crate::protocol::v3::ErrorKind;
 use answer::{V2Error, reply};
 use poolmap::{PoolMap, PoolMapError};
 
@@ -147,15 +154,27 @@ impl Legacy {
         }
         let known = match self.client.show_pool(auth, pool).await {
             Ok(p) => Some(p.fill_level),
-            Err(ClientError::Api {
-                status: V3Status::NOT_FOUND | V3Status::UNPROCESSABLE_ENTITY,
-                ..
-            }) => None,
-            Err(ClientError::Api {
-                status: V3Status::UNAUTHORIZED | V3Status::FORBIDDEN,
-                ..
-            }) => return Err(V2Error::InvalidKey),
-            Err(other) => return Err(other.into()),
+            Err(e) => match e.kind() {
+                // Unknown, or not a pool v3 fills (abstract, or without a fill level: 422).
+                Some(
+                    ErrorKind::NotFound
+                    | ErrorKind::Invalid
+                    | ErrorKind::NoNodes
+                    | ErrorKind::SessionRetired
+                    | ErrorKind::TenantRetired
+                    | ErrorKind::Unprocessable,
+                ) => None,
+                Some(
+                    ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::QuotaExceeded,
+                ) => return Err(V2Error::InvalidKey),
+                Some(
+                    ErrorKind::Conflict
+                    | ErrorKind::Internal
+                    | ErrorKind::Paused
+                    | ErrorKind::Unavailable,
+                )
+                | None => return Err(e.into()),
+            },
         };
         self.pools.insert(pool.to_owned(), known).await;
         Ok(known)
@@ -190,55 +209,12 @@ fn positive(value: TimeDelta, key: &'static str) -> Result<Duration, SetupError>
 /// A century of minutes: the largest `/Overtime` threshold.
 const MAX_MINUTES: i64 = 100 * 366 * 24 * 60;
 
-/// The v2 endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/Node/get`.
-    NodeGet,
-    /// `/Node/done`.
-    NodeDone,
-    /// `/Node/fail`.
-    NodeFail,
-    /// `/Inventory`.
-    Inventory,
-    /// `/NodeSetAdmin/<id>`.
-    NodeSetAdmin,
-    /// `/NodeRecover/<id>`.
-    NodeRecover,
-    /// `/PauseService`.
-    PauseService,
-    /// `/ResumeService`.
-    ResumeService,
-    /// `/Overtime`.
-    Overtime,
-    /// `/Help`.
-    Help,
-}
-
-impl Endpoint {
-    /// The path as v2 spelled it (metrics label).
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::NodeGet => "/Node/get",
-            Endpoint::NodeDone => "/Node/done",
-            Endpoint::NodeFail => "/Node/fail",
-            Endpoint::Inventory => "/Inventory",
-            Endpoint::NodeSetAdmin => "/NodeSetAdmin",
-            Endpoint::NodeRecover => "/NodeRecover",
-            Endpoint::PauseService => "/PauseService",
-            Endpoint::ResumeService => "/ResumeService",
-            Endpoint::Overtime => "/Overtime",
-            Endpoint::Help => "/Help",
-        }
-    }
-}
-
 /// The v2 routes; anything else is rejected for the caller's `recover` (404/405).
 pub fn routes(legacy: Arc<Legacy>) -> BoxedFilter<(Response,)> {
     let route = |path: BoxedFilter<()>, endpoint: Endpoint| {
         let legacy = legacy.clone();
         path.and(warp::get())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(http::raw_query())
             .then(move |query: String| handle(legacy.clone(), endpoint, query, String::new()))
     };
     let with_id = |name: &'static str, endpoint: Endpoint| {
@@ -247,7 +223,7 @@ pub fn routes(legacy: Arc<Legacy>) -> BoxedFilter<(Response,)> {
             .and(warp::path::param::<String>())
             .and(warp::path::end())
             .and(warp::get())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(http::raw_query())
             .then(move |id: String, query: String| handle(legacy.clone(), endpoint, query, id))
     };
     route(warp::path!("Node" / "get").boxed(), Endpoint::NodeGet)
@@ -285,7 +261,7 @@ pub fn routes(legacy: Arc<Legacy>) -> BoxedFilter<(Response,)> {
 }
 
 async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String, id: String) -> Response {
-    let id = crate::api::validate::path_segment(&id);
+    let id = http::path_segment(&id);
     let result = match query::parse(&query) {
         Err(e) => Err(e.into()),
         Ok(params) => match endpoint {
@@ -311,7 +287,12 @@ async fn handle(legacy: Arc<Legacy>, endpoint: Endpoint, query: String, id: Stri
 
 /// Serves the v2 routes alone on `listener` until `shutdown` fires (`duffy serve-legacy`),
 /// with their own `/metrics`.
-pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    legacy: Arc<Legacy>,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
     let metrics = legacy.metrics.clone();
     let upkeep = tokio::spawn(crate::metrics::upkeep_loop(
         metrics.clone(),
@@ -321,10 +302,10 @@ pub async fn serve(listener: TcpListener, legacy: Arc<Legacy>, shutdown: Cancell
         let metrics = metrics.clone();
         warp::path!("metrics")
             .and(warp::get())
-            .map(move || crate::api::metrics::text(&metrics))
+            .map(move || http::metrics_text(&metrics, &Gauges::default()))
     };
     let all = routes(legacy).or(scrape).unify().boxed();
-    crate::api::serve(listener, all, metrics, shutdown).await;
+    http::serve(listener, all, metrics, limits, shutdown).await;
     upkeep.abort();
 }
 

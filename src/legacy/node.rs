@@ -1,15 +1,16 @@
 //! `/Node/get`, `/Node/done` and `/Node/fail`: sessions in v2 clothes.
 
-use reqwest::StatusCode as V3Status;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::Legacy;
-use super::answer::{V2Error, json_reply};
+use super::answer::{V2Error, v3_detail};
 use super::poolmap::Wanted;
 use super::query::Params;
 use crate::client::{ClientError, NodesSpec, SessionUpdate};
+use crate::http::json;
+use crate::protocol::v3::{ErrorKind, MAX_QUANTITY};
 
 /// `/Node/get?key&ver&arch&flavor&count`: a session of `count` nodes from the mapped pool.
 ///
@@ -38,32 +39,12 @@ pub async fn get(legacy: &Legacy, params: Params) -> Result<Response, V2Error> {
         .client
         .request_session(&auth, &[spec])
         .await
-        .map_err(|e| match e {
-            ClientError::Api { status, detail } => match status {
-                V3Status::UNPROCESSABLE_ENTITY if detail.starts_with("can't reserve nodes") => {
-                    V2Error::Insufficient
-                }
-                // Contextualization failed and no replacement was left: no ready node.
-                V3Status::SERVICE_UNAVAILABLE => V2Error::Insufficient,
-                V3Status::FORBIDDEN if detail.starts_with("quota exceeded") => {
-                    V2Error::AllocationFailed(detail)
-                }
-                V3Status::UNAUTHORIZED | V3Status::FORBIDDEN => V2Error::InvalidKey,
-                // The pool went away between the lookup and the allocation.
-                V3Status::NOT_FOUND => no_pool(),
-                // v3's own refusals (a retired tenant…) cannot succeed on a retry.
-                V3Status::UNPROCESSABLE_ENTITY => V2Error::AllocationFailed(detail),
-                // Anything else (a proxy's 429 or 413, a 5xx) is not an answer about the
-                // request: clients should retry.
-                _ => V2Error::Unavailable(ClientError::Api { status, detail }),
-            },
-            other => other.into(),
-        })?;
+        .map_err(|e| allocation_refused(e, no_pool))?;
     let mut nodes = session.nodes;
     nodes.sort_by_key(|n| n.id);
     let hosts: Vec<String> = nodes.into_iter().filter_map(|n| n.hostname).collect();
     tracing::info!(session = session.id, pool = %pool, count, "v2 Node/get: session created");
-    Ok(json_reply(
+    Ok(json(
         StatusCode::OK,
         &json!({"hosts": hosts, "ssid": session.id.to_string()}),
     ))
@@ -105,21 +86,57 @@ async fn change(
         .client
         .update_session(&legacy.auth(&key), ssid, update)
         .await
-        .map_err(|e| match e {
-            ClientError::Api { status, detail } => match status {
-                V3Status::NOT_FOUND => V2Error::InvalidSession,
-                V3Status::UNAUTHORIZED | V3Status::FORBIDDEN => V2Error::InvalidKey,
-                V3Status::UNPROCESSABLE_ENTITY => V2Error::NotInProd,
-                _ => V2Error::Unavailable(ClientError::Api { status, detail }),
-            },
-            other => other.into(),
-        })?;
+        .map_err(change_refused)?;
     tracing::info!(session = ssid, "v2 session changed");
-    Ok(json_reply(StatusCode::OK, &"Done"))
+    Ok(json(StatusCode::OK, &"Done"))
 }
 
-/// The largest `quantity` the v3 API takes.
-const MAX_QUANTITY: i64 = i32::MAX as i64;
+/// The v2 answer to a refused `POST /sessions`, decided by the kind of the refusal, never by
+/// its wording (`docs/legacy-v2.md` §5 b and i): no ready node, paused allocations or a
+/// failed contextualization make clients wait and retry; a quota or another refusal of the
+/// request makes them stop; anything that is not an answer about the request (a 5xx, a
+/// proxy's 429 or 413) is [`V2Error::Unavailable`], which they retry too.
+fn allocation_refused(e: ClientError, no_pool: impl FnOnce() -> V2Error) -> V2Error {
+    let Some(kind) = e.kind() else {
+        return e.into();
+    };
+    match kind {
+        ErrorKind::NoNodes | ErrorKind::Paused | ErrorKind::Unavailable => V2Error::Insufficient,
+        // v3's own refusals (a quota, a retired tenant…) cannot succeed on a retry.
+        ErrorKind::QuotaExceeded
+        | ErrorKind::Invalid
+        | ErrorKind::SessionRetired
+        | ErrorKind::TenantRetired
+        | ErrorKind::Unprocessable => V2Error::AllocationFailed(v3_detail(e)),
+        ErrorKind::Unauthenticated | ErrorKind::Forbidden => V2Error::InvalidKey,
+        // The pool went away between the lookup and the allocation.
+        ErrorKind::NotFound => no_pool(),
+        ErrorKind::Conflict | ErrorKind::Internal => e.into(),
+    }
+}
+
+/// The v2 answer to a refused `PUT /sessions/{id}` (`/Node/done`, `/Node/fail`), by the
+/// kind of the refusal: a session that is not there, credentials that are not the
+/// owner's, or a session that can no longer change (retired: a 422 of any kind).
+fn change_refused(e: ClientError) -> V2Error {
+    match e.kind() {
+        Some(ErrorKind::NotFound) => V2Error::InvalidSession,
+        Some(ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::QuotaExceeded) => {
+            V2Error::InvalidKey
+        }
+        Some(
+            ErrorKind::SessionRetired
+            | ErrorKind::Invalid
+            | ErrorKind::NoNodes
+            | ErrorKind::TenantRetired
+            | ErrorKind::Unprocessable,
+        ) => V2Error::NotInProd,
+        Some(
+            ErrorKind::Conflict | ErrorKind::Internal | ErrorKind::Paused | ErrorKind::Unavailable,
+        )
+        | None => e.into(),
+    }
+}
 
 /// `count` (default 1) as a positive integer, with its text for messages; digits too many
 /// for an `i64` are a count above every maximum, not a malformed one.
@@ -165,6 +182,101 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn refusal(kind: Option<ErrorKind>, status: u16, detail: &str) -> ClientError {
+        ClientError::Api {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// What a v2 client is told, as the outcome label and the text of the answer.
+    fn told(e: V2Error) -> (&'static str, String) {
+        (e.outcome(), e.to_string())
+    }
+
+    #[test]
+    fn every_kind_of_refused_allocation_has_its_v2_answer() {
+        let no_pool = || V2Error::AllocationFailed("no pool for ver=9".into());
+        for kind in ErrorKind::ALL {
+            let expected = match kind {
+                ErrorKind::NoNodes | ErrorKind::Paused | ErrorKind::Unavailable => (
+                    "insufficient",
+                    "Insufficient Nodes in READY State".to_owned(),
+                ),
+                ErrorKind::QuotaExceeded
+                | ErrorKind::Invalid
+                | ErrorKind::SessionRetired
+                | ErrorKind::TenantRetired
+                | ErrorKind::Unprocessable => (
+                    "allocation_failed",
+                    "Failed to allocate nodes: in any words".to_owned(),
+                ),
+                ErrorKind::Unauthenticated | ErrorKind::Forbidden => {
+                    ("invalid_key", "Invalid duffy key".to_owned())
+                }
+                ErrorKind::NotFound => (
+                    "allocation_failed",
+                    "Failed to allocate nodes: no pool for ver=9".to_owned(),
+                ),
+                ErrorKind::Conflict | ErrorKind::Internal => (
+                    "unavailable",
+                    format!(
+                        "the Duffy API gave no usable answer: the Duffy API answered {}: in any words",
+                        reqwest::StatusCode::from_u16(kind.status()).unwrap()
+                    ),
+                ),
+            };
+            let e = refusal(Some(kind), kind.status(), "in any words");
+            assert_eq!(told(allocation_refused(e, no_pool)), expected, "{kind}");
+        }
+    }
+
+    #[test]
+    fn the_words_of_a_refusal_never_decide() {
+        let no_pool = || V2Error::AllocationFailed("no pool".into());
+        for kind in ErrorKind::ALL {
+            let outcomes: Vec<&str> = [
+                "can't reserve nodes: quantity=2 pool='p'",
+                "quota exceeded: requested nodes (2) + current allocation (9) = 11 > 10",
+                "reworded entirely",
+            ]
+            .into_iter()
+            .map(|words| allocation_refused(refusal(Some(kind), kind.status(), words), no_pool))
+            .map(|e| e.outcome())
+            .collect();
+            assert!(
+                outcomes.iter().all(|o| *o == outcomes[0]),
+                "{kind}: {outcomes:?}"
+            );
+        }
+        // Without a kind (a proxy's 429 or 502), retry later.
+        let e = refusal(None, 502, "can't reserve nodes: quantity=2 pool='p'");
+        assert_eq!(allocation_refused(e, no_pool).outcome(), "unavailable");
+    }
+
+    #[test]
+    fn every_kind_of_refused_session_change_has_its_v2_answer() {
+        for kind in ErrorKind::ALL {
+            let expected = match kind.status() {
+                404 => "invalid_session",
+                401 | 403 => "invalid_key",
+                422 => "not_in_prod",
+                _ => "unavailable",
+            };
+            let e = refusal(Some(kind), kind.status(), "words");
+            assert_eq!(change_refused(e).outcome(), expected, "{kind}");
+        }
+        assert_eq!(
+            change_refused(refusal(None, 429, "slow down")).outcome(),
+            "unavailable"
+        );
+        assert_eq!(
+            change_refused(ClientError::Credentials).outcome(),
+            "invalid_key"
+        );
     }
 
     #[test]

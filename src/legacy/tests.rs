@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{basic_auth, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::answer::{INSUFFICIENT, UNAVAILABLE};
 use super::{Legacy, routes};
+use crate::protocol::v2::{INSUFFICIENT, UNAVAILABLE};
 
 const KEY: &str = "0b0f3f1c-1c55-4b8e-a9a5-1a2b3c4d5e6f";
 const MAPPED: &str = "d9e2b8f2-9c3e-4f50-8d8c-aaaaaaaaaaaa";
@@ -204,6 +204,106 @@ async fn no_ready_node_makes_clients_retry() {
         get(&layer(&server), NODE_GET)
             .await
             .is_text(200, INSUFFICIENT);
+    }
+}
+
+/// `detail(status, text)` with the error kind the v3 API names in its header.
+fn kind(status: u16, kind: &str, text: &str) -> ResponseTemplate {
+    detail(status, text).insert_header("Duffy-Error-Kind", kind)
+}
+
+#[tokio::test]
+async fn the_kind_decides_whatever_the_detail_says() {
+    let cases: Vec<(ResponseTemplate, u16, Option<Value>)> = vec![
+        // Reworded: still a wait-and-retry, or a stop with the new words passed on.
+        (
+            kind(422, "no-nodes", "all nodes are busy, sorry"),
+            200,
+            None,
+        ),
+        (kind(503, "paused", "maintenance until noon"), 200, None),
+        (
+            kind(503, "unavailable", "ssh to the nodes failed"),
+            200,
+            None,
+        ),
+        (
+            kind(403, "quota-exceeded", "you hold too many nodes"),
+            200,
+            Some(json!("Failed to allocate nodes: you hold too many nodes")),
+        ),
+        // Old words under another kind: the kind wins.
+        (
+            kind(
+                422,
+                "tenant-retired",
+                "can't reserve nodes: quantity=2 pool='p-x86_64'",
+            ),
+            200,
+            Some(json!(
+                "Failed to allocate nodes: can't reserve nodes: quantity=2 pool='p-x86_64'"
+            )),
+        ),
+        (
+            kind(403, "forbidden", "quota exceeded: requested nodes (2)"),
+            403,
+            Some(json!({"msg": "Invalid duffy key"})),
+        ),
+    ];
+    for (template, status, body) in cases {
+        let server = MockServer::start().await;
+        allocation_answers(&server, template).await;
+        let seen = get(&layer(&server), NODE_GET).await;
+        match body {
+            None => seen.is_text(status, INSUFFICIENT),
+            Some(body) => seen.is_json(status, body),
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_the_kind_header_the_status_decides_and_the_originals_texts_are_known() {
+    // A server that names no kinds (the original Duffy 3.4.0): its two frozen texts keep
+    // their meaning, anything else counts by its status alone (docs/legacy-v2.md §5 i).
+    let cases = [
+        (
+            detail(422, "pool p-x86_64 is not what you think"),
+            200,
+            Some(json!(
+                "Failed to allocate nodes: pool p-x86_64 is not what you think"
+            )),
+        ),
+        (
+            detail(403, "you may not"),
+            403,
+            Some(json!({"msg": "Invalid duffy key"})),
+        ),
+        (detail(503, "busy"), 200, None),
+        // The original's own words for "no ready node" and "over quota".
+        (
+            detail(422, "can't reserve nodes: quantity=2 pool='p-x86_64'"),
+            200,
+            None,
+        ),
+        (
+            detail(
+                403,
+                "quota exceeded: requested nodes (2) + current allocation (9) = 11 > 10",
+            ),
+            200,
+            Some(json!(
+                "Failed to allocate nodes: quota exceeded: requested nodes (2) + current allocation (9) = 11 > 10"
+            )),
+        ),
+    ];
+    for (template, status, body) in cases {
+        let server = MockServer::start().await;
+        allocation_answers(&server, template).await;
+        let answer = get(&layer(&server), NODE_GET).await;
+        match body {
+            Some(body) => answer.is_json(status, body),
+            None => answer.is_text(status, INSUFFICIENT),
+        }
     }
 }
 

@@ -38,8 +38,7 @@ static VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 /// The virtualenv's `ansible-playbook`, installed on first use; `None` when the tests are
 /// skipped knowingly. Panics with the cause when it cannot be installed.
 async fn ansible_playbook() -> Option<PathBuf> {
-    if std::env::var("DUFFY_SKIP_REAL_CLIENTS").is_ok_and(|v| v == "1") {
-        eprintln!("DUFFY_SKIP_REAL_CLIENTS=1: real ansible-playbook test skipped");
+    if crate::skip::requested("DUFFY_SKIP_REAL_CLIENTS", "real ansible-playbook test") {
         return None;
     }
     match cached(&ANSIBLE, &VENV).await {

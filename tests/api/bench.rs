@@ -69,10 +69,10 @@ fn the_benchmark_runs_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(
+    not(duffy_postgres_tests),
+    ignore = "PostgreSQL variant: set DUFFY_TEST_POSTGRES_URL to run it"
+)]
 fn the_benchmark_runs_on_postgres() {
-    let Some(url) = crate::helpers::postgres_url() else {
-        eprintln!("DUFFY_TEST_POSTGRES_URL is not set: PostgreSQL variant skipped");
-        return;
-    };
-    check(&bench(&url));
+    check(&bench(&crate::helpers::required_postgres_url()));
 }

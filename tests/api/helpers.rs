@@ -3,7 +3,7 @@
 //! `spawn_app(backend)` starts the whole application (API and, optionally, background jobs)
 //! on 127.0.0.1:0. SQLite tests use a temporary file; PostgreSQL tests create a database of
 //! their own inside the one `DUFFY_TEST_POSTGRES_URL` names and drop it afterwards. Without
-//! that variable the PostgreSQL variant of each test returns at once.
+//! that variable at build time the PostgreSQL variant of each test is ignored (`build.rs`).
 
 use std::sync::Arc;
 
@@ -28,9 +28,11 @@ pub enum Backend {
 }
 
 use crate::pg::PgDatabase;
-pub use crate::pg::postgres_url;
+pub use crate::pg::required_postgres_url;
 
-/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+/// Runs a test body on SQLite and on PostgreSQL: `mod NAME { fn sqlite(); fn postgres(); }`.
+/// The PostgreSQL variant is ignored unless `DUFFY_TEST_POSTGRES_URL` was set when the tests
+/// were built (`build.rs`); run anyway without it, it fails and says what to set.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -40,11 +42,12 @@ macro_rules! both_backends {
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[cfg_attr(
+                not(duffy_postgres_tests),
+                ignore = "PostgreSQL variant: set DUFFY_TEST_POSTGRES_URL to run it"
+            )]
             async fn postgres() {
-                if $crate::helpers::postgres_url().is_none() {
-                    eprintln!("DUFFY_TEST_POSTGRES_URL is not set: PostgreSQL variant skipped");
-                    return;
-                }
+                $crate::helpers::required_postgres_url();
                 super::$name($crate::helpers::Backend::Postgres).await
             }
         }

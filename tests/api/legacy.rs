@@ -448,6 +448,7 @@ async fn a_standalone_layer_forwards_to_a_v3_server(backend: Backend) {
     let server = tokio::spawn(duffy::legacy::serve(
         listener,
         Arc::new(legacy),
+        config.app.connections,
         token.clone(),
     ));
     let client = reqwest::Client::new();

@@ -11,6 +11,10 @@ mod helpers;
 mod mariadb;
 #[path = "../common/pg.rs"]
 mod pg;
+#[path = "../common/process.rs"]
+mod process;
+#[path = "../common/skip.rs"]
+mod skip;
 #[path = "../common/venv.rs"]
 mod venv;
 
@@ -24,6 +28,7 @@ mod cli;
 mod cli_admin;
 mod client;
 mod concurrency;
+mod connections;
 mod contextualize;
 mod docs;
 mod jobs;

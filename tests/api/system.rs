@@ -2,53 +2,17 @@
 //! missing Debian package once, as root, or failing with what to do about it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long an `apt-get` may take.
 const INSTALL_LIMIT: Duration = Duration::from_secs(600);
 
-/// Runs a command to its end within `limit`; its output, or why it did not finish.
+/// Runs a command with an empty stdin to its end within `limit`; its output, or why it did
+/// not finish.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<std::process::Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    // Read the pipes while waiting, so a chatty program never blocks on a full pipe.
-    let out_reader = drain(child.stdout.take());
-    let err_reader = drain(child.stderr.take());
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{cmd:?} did not finish within {limit:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    Ok(std::process::Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    })
-}
-
-/// Reads a pipe to its end on a thread of its own.
-fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        buf
-    })
+    crate::process::run_bounded(cmd, None, limit)
 }
 
 /// Makes sure `program` exists, installing the Debian `package` once if it does not (as
@@ -96,11 +60,7 @@ pub fn ensure_debian_package(program: &str, package: &str, skip_var: &str) {
     }
 }
 
-/// Whether `var` asks to skip a group of tests; says so when it does.
+/// Whether `var` asks to skip a group of tests; says so, visibly, when it does.
 pub fn skipped(var: &str, what: &str) -> bool {
-    let skip = std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0");
-    if skip {
-        eprintln!("{var} is set: {what} skipped");
-    }
-    skip
+    crate::skip::requested(var, what)
 }

@@ -20,10 +20,9 @@
 //! // `duffy import --from` gets db.url(): mysql://duffy:duffy-pass@127.0.0.1:PORT/duffy
 //! ```
 
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -301,7 +300,7 @@ fn install_db(dir: &Path) {
     if running_as_root() {
         cmd.arg("--user=root");
     }
-    match run(&mut cmd, None, RUN_LIMIT) {
+    match super::process::run_bounded(&mut cmd, None, RUN_LIMIT) {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
             "{INSTALL_DB} failed ({}):\n{}{}",
@@ -336,7 +335,7 @@ fn client() -> Command {
 
 /// Feeds `text` to the client: its stdout, or its status and stderr.
 fn run_client(cmd: &mut Command, text: &str) -> Result<String, String> {
-    let out = run(cmd, Some(text.as_bytes()), RUN_LIMIT)?;
+    let out = super::process::run_bounded(cmd, Some(text.as_bytes()), RUN_LIMIT)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -359,13 +358,10 @@ fn excerpt(text: &str) -> String {
     format!("{}{more}", lines.join("\n"))
 }
 
-/// Whether `DUFFY_SKIP_MARIADB` asks to skip the MariaDB tests; says so when it does.
+/// Whether `DUFFY_SKIP_MARIADB` asks to skip the MariaDB tests; says so when it does
+/// (with `skip.rs`, which the including binary has beside this module).
 fn skipped() -> bool {
-    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
-    if skip {
-        eprintln!("{SKIP_VAR} is set: MariaDB test skipped");
-    }
-    skip
+    super::skip::requested(SKIP_VAR, "MariaDB test")
 }
 
 /// Whether this process runs as root (`/proc/self` belongs to the effective user).
@@ -408,7 +404,7 @@ fn ensure_installed() {
         missing()
     );
     let install = || {
-        run(
+        super::process::run_bounded(
             Command::new("apt-get")
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(["-o", "DPkg::Lock::Timeout=300"])
@@ -421,7 +417,8 @@ fn ensure_installed() {
     let mut outcome = install();
     if !matches!(&outcome, Ok(o) if o.status.success()) {
         // The package lists may be missing in a fresh container.
-        let _ = run(Command::new("apt-get").arg("update"), None, INSTALL_LIMIT);
+        let _ =
+            super::process::run_bounded(Command::new("apt-get").arg("update"), None, INSTALL_LIMIT);
         outcome = install();
     }
     match outcome {
@@ -434,62 +431,4 @@ fn ensure_installed() {
         ),
         Err(e) => panic!("{packages} could not be installed: {e}\n{advice}"),
     }
-}
-
-/// Runs a command to its end within `limit`, feeding it `input` (stdin is empty without
-/// it); its output, or why it did not finish.
-fn run(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    // Write and read on threads of their own, so a big input or a chatty program never
-    // blocks on a full pipe.
-    let writer = child.stdin.take().map(|mut stdin| {
-        let input = input.unwrap_or_default().to_vec();
-        std::thread::spawn(move || {
-            // A client that stops early closes its stdin: its status tells why.
-            let _ = stdin.write_all(&input);
-        })
-    });
-    let out_reader = drain(child.stdout.take());
-    let err_reader = drain(child.stderr.take());
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{cmd:?} did not finish within {limit:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    if let Some(writer) = writer {
-        let _ = writer.join();
-    }
-    Ok(Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    })
-}
-
-/// Reads a pipe to its end on a thread of its own.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        buf
-    })
 }

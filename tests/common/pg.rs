@@ -2,6 +2,11 @@
 //!
 //! Shared by the integration tests (`tests/api`) and the compat tests (`compat-tests`), each
 //! of which includes this file with `#[path]`.
+//!
+//! The PostgreSQL variants of the tests are ignored unless the variable was set when the
+//! tests were built (`cfg(duffy_postgres_tests)`, see `build.rs`); one that runs anyway
+//! (`cargo test -- --include-ignored`, or a test binary run without the variable) fails
+//! with [`required_postgres_url`]'s message rather than passing without running.
 
 use sqlx::Connection;
 
@@ -10,6 +15,18 @@ pub fn postgres_url() -> Option<String> {
     std::env::var("DUFFY_TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// The PostgreSQL URL a PostgreSQL variant runs on; panics, saying what to set, without it.
+pub fn required_postgres_url() -> String {
+    postgres_url().unwrap_or_else(|| {
+        panic!(
+            "DUFFY_TEST_POSTGRES_URL is not set, and this PostgreSQL variant needs it: set it to \
+             a PostgreSQL server where the user may create databases (e.g. \
+             postgres://postgres@127.0.0.1:5432/postgres). Without it, `cargo test` reports \
+             the PostgreSQL variants as ignored."
+        )
+    })
 }
 
 /// A fresh database `duffy_t_<uuid>` on the server of `DUFFY_TEST_POSTGRES_URL`.
@@ -23,7 +40,7 @@ pub struct PgDatabase {
 impl PgDatabase {
     /// Creates the database; panics when `DUFFY_TEST_POSTGRES_URL` is unset or unusable.
     pub async fn create() -> PgDatabase {
-        let admin = postgres_url().expect("DUFFY_TEST_POSTGRES_URL");
+        let admin = required_postgres_url();
         let name = format!("duffy_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await

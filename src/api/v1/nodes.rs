@@ -13,8 +13,9 @@ use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Query};
 use crate::api::wire::docs;
 use crate::api::wire::{HeldNodeOut, NodeOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, raw_query, reply, with_state};
+use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::admin::{NodeAction, NodeCommand};
+use crate::http::{body, json, raw_query};
 use crate::store::JsonObject;
 use crate::store::nodes::{NewNode, NodeState};
 

@@ -12,8 +12,9 @@ use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Fields, Issue};
 use crate::api::wire::docs;
 use crate::api::wire::{PoolOut, RetiredPoolOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::retire_pool::RetirePool;
+use crate::http::{body, json, path_segment};
 
 /// The pool routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
@@ -69,7 +70,7 @@ pub async fn show_pool(
     state: State,
 ) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
-    verbose_pool(&state, "get", &validate::path_segment(&name)).await
+    verbose_pool(&state, "get", &path_segment(&name)).await
 }
 
 /// Pauses or resumes allocations from one pool, or retires a pool that is no longer
@@ -101,7 +102,7 @@ pub async fn update_pool(
     state: State,
 ) -> Result<Response, ApiError> {
     let admin = auth::require_admin(&state, auth.as_deref()).await?;
-    let name = validate::path_segment(&name);
+    let name = path_segment(&name);
     match parse_change(&body)? {
         Change::Pause { paused, reason } => {
             if paused {

@@ -11,7 +11,8 @@ use crate::api::error::ApiError;
 use crate::api::v1::pools::parse_pause;
 use crate::api::wire::docs;
 use crate::api::wire::{ServiceOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::api::{State, auth, auth_header, reply, with_state};
+use crate::http::{body, json};
 
 /// The service routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {

@@ -12,11 +12,10 @@ use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Fields, Issue};
 use crate::api::wire::docs;
 use crate::api::wire::{SessionOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::sessions::{ExpiresAt, NodesSpec, SessionUpdate};
-
-/// The largest `quantity` a spec may ask for (the original's integer column).
-const MAX_QUANTITY: i64 = i32::MAX as i64;
+use crate::http::{body, json};
+use crate::protocol::v3::MAX_QUANTITY;
 
 /// The session routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
@@ -269,6 +268,8 @@ pub struct NodesSpecRequest {
     #[schema(example = "virt-ec2-t2-centos-9s-x86_64")]
     pool: String,
     /// How many nodes.
+    // utoipa takes only a literal here: `the_documented_maximum_is_the_quantity_cap` holds
+    // it to `MAX_QUANTITY`.
     #[schema(minimum = 1, maximum = 2147483647, example = 2)]
     quantity: i64,
 }
@@ -299,6 +300,13 @@ pub struct SessionsApi;
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_documented_maximum_is_the_quantity_cap() {
+        let doc = serde_json::to_value(crate::api::docs::openapi()).unwrap();
+        let quantity = &doc["components"]["schemas"]["NodesSpecRequest"]["properties"]["quantity"];
+        assert_eq!(quantity["maximum"], json!(MAX_QUANTITY), "{quantity}");
+    }
 
     #[test]
     fn datetimes_with_offsets_are_converted_to_utc() {

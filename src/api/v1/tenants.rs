@@ -11,8 +11,9 @@ use crate::api::error::ApiError;
 use crate::api::validate::{self, FieldError, Fields, Issue, Loc};
 use crate::api::wire::docs;
 use crate::api::wire::{MASK, TenantOut, envelope};
-use crate::api::{State, auth, auth_header, body, json, reply, with_state};
+use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
+use crate::http::{body, json};
 
 /// The tenant routes.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {

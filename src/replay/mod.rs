@@ -8,6 +8,9 @@
 //!
 //! Each request gets one verdict (compatible, different with the differences, or error) and
 //! the run a [`Summary`]; a migration passes only when everything replayed is compatible.
+//!
+//! It speaks HTTP only and uses nothing of the v2 server (`src/legacy/`), just the v2
+//! vocabulary both share ([`crate::protocol::v2`]); `duffy replay` is its command.
 
 pub mod accesslog;
 pub mod matcher;
@@ -21,7 +24,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use accesslog::{Endpoint, LogLine, LogRequest, SsidMap};
+use crate::protocol::v2::Endpoint;
+use accesslog::{LogLine, LogRequest, SsidMap};
 use matcher::{Bindings, compare, show};
 use record::{ExpectedBody, Line, Record, essence};
 pub use report::{Reporter, Summary, Verdict};

@@ -14,6 +14,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::matcher::{Bindings, Pattern, clip, compare, show};
+use crate::protocol::v2::{ALLOCATION_FAILED, Endpoint, INSUFFICIENT};
 
 /// The longest log line read.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -34,39 +35,12 @@ pub enum AccessLogError {
     TooLong,
 }
 
-/// The v2 endpoints that are replayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/Node/get`
-    NodeGet,
-    /// `/Node/done`
-    NodeDone,
-    /// `/Node/fail`
-    NodeFail,
-    /// `/Inventory`
-    Inventory,
-}
-
-impl Endpoint {
-    fn from_path(path: &str) -> Option<Endpoint> {
-        match path {
-            "/Node/get" => Some(Endpoint::NodeGet),
-            "/Node/done" => Some(Endpoint::NodeDone),
-            "/Node/fail" => Some(Endpoint::NodeFail),
-            "/Inventory" => Some(Endpoint::Inventory),
-            _ => None,
-        }
-    }
-
-    /// The path of the endpoint.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::NodeGet => "/Node/get",
-            Endpoint::NodeDone => "/Node/done",
-            Endpoint::NodeFail => "/Node/fail",
-            Endpoint::Inventory => "/Inventory",
-        }
-    }
+/// Whether requests to `endpoint` are replayed: the calls of CI jobs, not the admin paths.
+pub fn replayed(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::NodeGet | Endpoint::NodeDone | Endpoint::NodeFail | Endpoint::Inventory
+    )
 }
 
 /// A logged request to replay.
@@ -122,7 +96,7 @@ pub fn parse_line(line: &str) -> Result<LogLine, AccessLogError> {
         .find_map(|scheme| target.strip_prefix(scheme))
         .map_or(target, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Ok(match Endpoint::from_path(path) {
+    Ok(match Endpoint::from_path(path).filter(|e| replayed(*e)) {
         Some(endpoint) => LogLine::Request(LogRequest {
             endpoint,
             query: query.to_owned(),
@@ -132,13 +106,13 @@ pub fn parse_line(line: &str) -> Result<LogLine, AccessLogError> {
     })
 }
 
-/// The plain-text answer of `/Node/get` when no ready node is left.
-const INSUFFICIENT: &str = "Insufficient Nodes in READY State";
-
 /// Checks that a body is one of the answers v2 clients parse for the endpoint; `keyed` says
 /// whether the request carried a non-empty key (`/Inventory` answers differ). The error is a
 /// readable difference.
 pub fn check_answer(endpoint: Endpoint, keyed: bool, body: &[u8]) -> Result<(), String> {
+    if !replayed(endpoint) {
+        return Err(not_replayed(endpoint));
+    }
     let text = String::from_utf8_lossy(body);
     if endpoint == Endpoint::NodeGet && text.trim_end() == INSUFFICIENT {
         return Ok(());
@@ -157,7 +131,7 @@ pub fn check_answer(endpoint: Endpoint, keyed: bool, body: &[u8]) -> Result<(), 
         Endpoint::NodeGet => {
             if value
                 .as_str()
-                .is_some_and(|s| s.starts_with("Failed to allocate nodes"))
+                .is_some_and(|s| s.starts_with(ALLOCATION_FAILED))
             {
                 return Ok(());
             }
@@ -187,6 +161,7 @@ pub fn check_answer(endpoint: Endpoint, keyed: bool, body: &[u8]) -> Result<(), 
             row[6] = json!({"$anyof": [null, "{{_:string}}"]});
             json!({ "$each": row })
         }
+        _ => return Err(not_replayed(endpoint)),
     };
     let pattern = Pattern::parse(&shape).map_err(|e| format!("internal pattern: {e}"))?;
     let diffs = compare(&pattern, &value, &mut Bindings::default());
@@ -217,7 +192,12 @@ fn expected_answers(endpoint: Endpoint, keyed: bool) -> &'static str {
         Endpoint::NodeDone | Endpoint::NodeFail => "\"Done\" or {\"msg\": …}",
         Endpoint::Inventory if keyed => "a keyed v2 inventory ([[hostname, \"ssid\"], …])",
         Endpoint::Inventory => "a v2 inventory (14-column rows)",
+        _ => "no answer: the path is not replayed",
     }
+}
+
+fn not_replayed(endpoint: Endpoint) -> String {
+    format!("{}: the path is not replayed", endpoint.path())
 }
 
 /// Pairs logged ssids with the ones the replayed server handed out.
@@ -305,6 +285,19 @@ mod tests {
             assert_eq!(parse_line(line).unwrap(), LogLine::Skipped, "{line}");
         }
         assert_eq!(parse_line("  \r\n").unwrap(), LogLine::Nothing);
+    }
+
+    #[test]
+    fn admin_paths_are_neither_replayed_nor_judged() {
+        for endpoint in Endpoint::ALL.into_iter().filter(|e| !replayed(*e)) {
+            let line = format!(
+                r#"h - - [d] "GET {}?key=k HTTP/1.1" 200 6"#,
+                endpoint.path()
+            );
+            assert_eq!(parse_line(&line).unwrap(), LogLine::Skipped, "{line}");
+            let judged = check_answer(endpoint, true, br#"{"msg":"x"}"#).unwrap_err();
+            assert!(judged.ends_with("the path is not replayed"), "{judged}");
+        }
     }
 
     #[test]
