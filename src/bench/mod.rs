@@ -446,25 +446,34 @@ async fn get_pools(
     };
     // (rate, server CPU seconds per operation) of each target
     let mut measured = Vec::new();
+    let load = |url: &str, duration: Duration| {
+        let url = url.to_owned();
+        async move {
+            match args.client {
+                ClientKind::Raw => {
+                    let addr = url.trim_start_matches("http://").to_owned();
+                    drive_raw(RawLoad {
+                        request: http::request("GET", &addr, PATH, &[], b""),
+                        addr,
+                        status: 200,
+                        connections: clients,
+                        threads: client_threads(args),
+                        duration,
+                    })
+                    .await
+                }
+                ClientKind::Reqwest => {
+                    fetch_loop(ctx, format!("{url}{PATH}"), clients, duration).await
+                }
+            }
+        }
+    };
     for (name, _, url, pid) in targets {
+        // Unmeasured: the connections are opened, and a server that has just started
+        // settles (its first row cost it more CPU per request than later ones).
+        load(url, warm_up(args.duration)).await;
         let meter = Meter::start(pid);
-        let outcome = match args.client {
-            ClientKind::Raw => {
-                let addr = url.trim_start_matches("http://").to_owned();
-                drive_raw(RawLoad {
-                    request: http::request("GET", &addr, PATH, &[], b""),
-                    addr,
-                    status: 200,
-                    connections: clients,
-                    threads: client_threads(args),
-                    duration: args.duration,
-                })
-                .await
-            }
-            ClientKind::Reqwest => {
-                fetch_loop(ctx, format!("{url}{PATH}"), clients, args.duration).await
-            }
-        };
+        let outcome = load(url, args.duration).await;
         let usage = meter.stop(false);
         print_row(name, clients, &outcome.summary());
         print_usage(&usage, outcome.rate());
@@ -531,6 +540,12 @@ async fn get_pools(
     trivial.stop().await;
     wrapped.stop().await;
     Ok(())
+}
+
+/// How long each `get-pools` target is loaded before it is measured: a fifth of the
+/// measurement, at most a second.
+fn warm_up(duration: Duration) -> Duration {
+    (duration / 5).min(Duration::from_secs(1))
 }
 
 /// The raw load generator's threads: as asked, else one per CPU.
