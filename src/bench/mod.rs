@@ -8,17 +8,26 @@
 //! and the server's memory. Nothing is asserted: the figures are for people to compare
 //! (README "Performance"); a test runs it briefly so that it cannot rot.
 //!
+//! Under every row it prints the CPU the load generator and the server used: on a machine
+//! of few cores they compete, and a load generator that needs most of the machine measures
+//! itself (docs/performance.md, "The load generator").
+//!
 //! Scenarios:
 //! * `get-pools`: anonymous `GET /api/v1/pools`, and the same JSON from a trivial warp
-//!   handler in a process of its own, for comparison;
+//!   handler in a process of its own, plain and behind our middleware ([`crate::http::wrap`]),
+//!   for comparison; loaded by the cheap client of [`http`] on threads of its own, and by
+//!   wrk as well when it is on PATH;
 //! * `cycle`: `POST /api/v1/sessions` for one node of a noop pool, then
 //!   `PUT /api/v1/sessions/{id}` `{"active": false}`;
 //! * `legacy-cycle`: `GET /Node/get` then `GET /Node/done` through the v2 layer;
 //! * `inventory`: the unkeyed `/Inventory`, with `--inventory-nodes` nodes and
 //!   `--retired-sessions` retired sessions seeded into the database.
 
+pub mod cpu;
+pub mod http;
 pub mod load;
 pub mod server;
+pub mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,7 +40,8 @@ use warp::Filter;
 
 use crate::store::Db;
 use crate::store::nodes::NodeState;
-use load::{Outcome, drive, expect};
+use cpu::{Meter, Usage};
+use load::{Outcome, RawLoad, Summary, drive, drive_raw, expect};
 use server::{BenchDb, BenchError, POOL, Process};
 
 /// The scenarios.
@@ -56,6 +66,24 @@ impl Scenario {
             Scenario::Inventory => "inventory",
         }
     }
+}
+
+/// The load generator of `get-pools`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientKind {
+    /// Our own HTTP/1.1 over raw TCP connections, on threads of its own ([`http`]).
+    Raw,
+    /// reqwest (hyper's client and its connection pool) on the benchmark's runtime.
+    Reqwest,
+}
+
+/// Whether `get-pools` is also measured with wrk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WrkMode {
+    /// When `wrk` is on PATH.
+    Auto,
+    /// Never.
+    Never,
 }
 
 /// `duffy bench [--scenario S,…] [--duration 10s] [-c N] [--database sqlite|postgres://…]`
@@ -94,6 +122,22 @@ pub struct BenchArgs {
     /// Keep the run's directory (configuration, server log, SQLite file).
     #[arg(long)]
     pub keep: bool,
+    /// The load generator of `get-pools` (the other scenarios use reqwest: their servers
+    /// are slower by far than any client).
+    #[arg(long, value_enum, default_value = "raw")]
+    pub client: ClientKind,
+    /// Threads of the raw load generator, each with a single-threaded runtime of its own
+    /// (default: one per CPU; 0: tasks on the benchmark's own runtime).
+    #[arg(long)]
+    pub client_threads: Option<usize>,
+    /// Also load `get-pools` and the trivial handler with wrk, when it is on PATH, to check
+    /// the load generator against an independent one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub wrk: WrkMode,
+    /// During `get-pools`, pin the load generator to the first `--client-threads` CPUs
+    /// and the servers to the others, so that neither takes the other's CPU.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,13 +154,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         })
 }
 
-/// `duffy bench-trivial --body FILE` (hidden): serves FILE as `GET /api/v1/pools` and
-/// nothing else, for `get-pools` to compare with.
+/// `duffy -c CONFIG bench-trivial --body FILE [--middleware]` (hidden): serves FILE as
+/// `GET /api/v1/pools` and nothing else, for `get-pools` to compare with; with the
+/// configuration's logging, as the server under test has.
 #[derive(Debug, Args)]
 pub struct TrivialArgs {
     /// The JSON to answer.
     #[arg(long)]
     pub body: PathBuf,
+    /// Through the middleware every answer of ours goes through ([`crate::http::wrap`]:
+    /// request id, tracing span, access log, HTTP metrics, the error recovery).
+    #[arg(long)]
+    pub middleware: bool,
 }
 
 /// Runs the benchmark; a set-up failure is exit 1, whatever the figures are is exit 0.
@@ -153,7 +202,16 @@ pub async fn run_trivial(args: TrivialArgs) -> ExitCode {
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     println!(" * Port number  : {port}");
-    warp::serve(route).incoming(listener).run().await;
+    if args.middleware {
+        let routes = route.map(warp::Reply::into_response).boxed();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        warp::serve(crate::http::wrap(routes, metrics))
+            .incoming(listener)
+            .run()
+            .await;
+    } else {
+        warp::serve(route).incoming(listener).run().await;
+    }
     ExitCode::SUCCESS
 }
 
@@ -162,6 +220,8 @@ struct Ctx {
     client: reqwest::Client,
     url: String,
     key: String,
+    /// The server under test, for its CPU time.
+    server_pid: Option<u32>,
 }
 
 async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
@@ -228,6 +288,19 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
         ),
         args.server_loglevel
     );
+    println!(
+        "load generator of get-pools: {}",
+        match args.client {
+            ClientKind::Raw => format!(
+                "raw HTTP/1.1, {clients} keep-alive connection(s), one request at a time on each, {}",
+                match client_threads(args) {
+                    0 => "on the benchmark's runtime".to_owned(),
+                    n => format!("{n} thread(s) of its own"),
+                }
+            ),
+            ClientKind::Reqwest => "reqwest on the benchmark's runtime".to_owned(),
+        }
+    );
     let ctx = Arc::new(Ctx {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(clients * 2)
@@ -236,23 +309,30 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
             .map_err(|e| BenchError::Server(e.to_string()))?,
         url: server.url.clone(),
         key,
+        server_pid: server.pid(),
     });
     print_header();
     for scenario in &args.scenario {
         match scenario {
-            Scenario::GetPools => get_pools(&ctx, clients, args.duration, dir).await?,
+            Scenario::GetPools => get_pools(&ctx, args, &config_arg, dir).await?,
             Scenario::Cycle | Scenario::LegacyCycle => {
                 let watch = Lowest::watch(store.clone());
+                let meter = Meter::start(ctx.server_pid);
                 let outcome = cycle(&ctx, *scenario, clients, args.duration).await;
-                print_row(scenario.name(), clients, &outcome);
+                let usage = meter.stop(false);
+                print_row(scenario.name(), clients, &outcome.summary());
+                print_usage(&usage, outcome.rate());
                 println!(
                     "    lowest ready count of pool {POOL} during the run: {} (fill level {fill_level})",
                     watch.stop().await
                 );
             }
             Scenario::Inventory => {
+                let meter = Meter::start(ctx.server_pid);
                 let outcome = inventory(&ctx, clients, args.duration).await;
-                print_row(scenario.name(), clients, &outcome);
+                let usage = meter.stop(false);
+                print_row(scenario.name(), clients, &outcome.summary());
+                print_usage(&usage, outcome.rate());
             }
         }
     }
@@ -289,18 +369,24 @@ fn print_header() {
     );
 }
 
-fn print_row(name: &str, clients: usize, o: &Outcome) {
+/// The CPU line under a row: how much of the machine the load generator and the server
+/// used, so that a saturated load generator shows.
+fn print_usage(usage: &Usage, rate: f64) {
+    println!("    {}", usage.describe(rate));
+}
+
+fn print_row(name: &str, clients: usize, o: &Summary) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "{:<32} {:>7} {:>9} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
         name,
         clients,
         o.ok,
-        o.rate(),
-        ms(o.percentile(50.0)),
-        ms(o.percentile(90.0)),
-        ms(o.percentile(99.0)),
-        ms(o.max()),
+        o.rate,
+        ms(o.p50),
+        ms(o.p90),
+        ms(o.p99),
+        ms(o.max),
         o.error_count()
     );
     for (kind, n) in &o.errors {
@@ -310,38 +396,206 @@ fn print_row(name: &str, clients: usize, o: &Outcome) {
 
 async fn get_pools(
     ctx: &Arc<Ctx>,
-    clients: usize,
-    duration: Duration,
+    args: &BenchArgs,
+    config_arg: &str,
     dir: &Path,
 ) -> Result<(), BenchError> {
-    let pools_url = format!("{}/api/v1/pools", ctx.url);
-    let body = expect(ctx.client.get(&pools_url), 200)
+    const PATH: &str = "/api/v1/pools";
+    let clients = args.concurrency.max(1);
+    let body = expect(ctx.client.get(format!("{}{PATH}", ctx.url)), 200)
         .await
         .map_err(BenchError::Server)?;
     let body_file = dir.join("pools.json");
     std::fs::write(&body_file, &body)?;
-    let ours = fetch_loop(ctx, pools_url, clients, duration).await;
-    print_row("get-pools", clients, &ours);
     let file_arg = body_file.to_string_lossy().into_owned();
-    let trivial = Process::start(
-        &["bench-trivial", "--body", &file_arg],
-        &dir.join("trivial.log"),
+    let trivial_args = ["-c", config_arg, "bench-trivial", "--body", &file_arg];
+    let trivial = Process::start(&trivial_args, &dir.join("trivial.log")).await?;
+    let wrapped = Process::start(
+        &[&trivial_args[..], &["--middleware"]].concat(),
+        &dir.join("trivial-middleware.log"),
     )
     .await?;
-    let theirs = fetch_loop(
-        ctx,
-        format!("{}/api/v1/pools", trivial.url),
-        clients,
-        duration,
-    )
-    .await;
-    print_row("get-pools (trivial warp handler)", clients, &theirs);
+    // (row, wrk's row, base URL, process)
+    let targets = [
+        (
+            "get-pools",
+            "wrk: get-pools",
+            ctx.url.as_str(),
+            ctx.server_pid,
+        ),
+        (
+            "get-pools (trivial warp handler)",
+            "wrk: trivial warp handler",
+            trivial.url.as_str(),
+            trivial.pid(),
+        ),
+        (
+            "get-pools (trivial + middleware)",
+            "wrk: trivial + middleware",
+            wrapped.url.as_str(),
+            wrapped.pid(),
+        ),
+    ];
+    let pinned = if args.pin {
+        pin_split(
+            client_threads(args),
+            &[ctx.server_pid, trivial.pid(), wrapped.pid()],
+        )
+    } else {
+        None
+    };
+    // (rate, server CPU seconds per operation) of each target
+    let mut measured = Vec::new();
+    let load = |url: &str, duration: Duration| {
+        let url = url.to_owned();
+        async move {
+            match args.client {
+                ClientKind::Raw => {
+                    let addr = url.trim_start_matches("http://").to_owned();
+                    drive_raw(RawLoad {
+                        request: http::request("GET", &addr, PATH, &[], b""),
+                        addr,
+                        status: 200,
+                        connections: clients,
+                        threads: client_threads(args),
+                        duration,
+                    })
+                    .await
+                }
+                ClientKind::Reqwest => {
+                    fetch_loop(ctx, format!("{url}{PATH}"), clients, duration).await
+                }
+            }
+        }
+    };
+    for (name, _, url, pid) in targets {
+        // Unmeasured: the connections are opened, and a server that has just started
+        // settles (its first row cost it more CPU per request than later ones).
+        load(url, warm_up(args.duration)).await;
+        let meter = Meter::start(pid);
+        let outcome = load(url, args.duration).await;
+        let usage = meter.stop(false);
+        print_row(name, clients, &outcome.summary());
+        print_usage(&usage, outcome.rate());
+        warn_if_saturated(args, &usage);
+        measured.push((
+            outcome.rate(),
+            usage.server.map(|c| c / outcome.rate().max(1.0)),
+        ));
+    }
+    let percent = |a: f64, b: f64| 100.0 * a / b.max(f64::EPSILON);
+    let rates: Vec<f64> = measured.iter().map(|(r, _)| *r).collect();
     println!(
-        "    get-pools runs at {:.0}% of the trivial handler's rate",
-        100.0 * ours.rate() / theirs.rate().max(f64::EPSILON)
+        "    get-pools runs at {:.0}% of the trivial handler's rate; the trivial handler behind our middleware at {:.0}%",
+        percent(rates[0], rates[1]),
+        percent(rates[2], rates[1])
     );
+    if let [
+        (_, Some(ours)),
+        (_, Some(trivial_cpu)),
+        (_, Some(wrapped_cpu)),
+    ] = measured[..]
+    {
+        println!(
+            "    server CPU per request: get-pools {:.2}x the trivial handler's, the trivial handler behind our middleware {:.2}x (+{:.1} µs)",
+            ours / trivial_cpu.max(f64::EPSILON),
+            wrapped_cpu / trivial_cpu.max(f64::EPSILON),
+            1e6 * (wrapped_cpu - trivial_cpu)
+        );
+    }
+    if args.wrk == WrkMode::Auto && wrk::on_path() {
+        let threads = client_threads(args).max(1);
+        let mut wrk_rates = Vec::new();
+        for (_, name, url, pid) in &targets[..2] {
+            let meter = Meter::start(*pid);
+            let outcome = wrk::run(&format!("{url}{PATH}"), threads, clients, args.duration).await;
+            let usage = meter.stop(true);
+            match outcome {
+                Ok(summary) => {
+                    print_row(name, clients, &summary);
+                    print_usage(&usage, summary.rate);
+                    wrk_rates.push(summary.rate);
+                }
+                Err(e) => println!("    wrk: {e}"),
+            }
+        }
+        if let [ours, theirs] = wrk_rates[..] {
+            println!(
+                "    with wrk (-t{threads} -c{clients}), get-pools runs at {:.0}% of the trivial handler's rate; our load generator got {:.0}% (get-pools) and {:.0}% (trivial) of wrk's rates",
+                percent(ours, theirs),
+                percent(rates[0], ours),
+                percent(rates[1], theirs)
+            );
+        }
+    }
+    // The other scenarios run unpinned (the trivial handlers end here).
+    if let Some(all) = pinned {
+        for pid in [Some(std::process::id()), ctx.server_pid]
+            .into_iter()
+            .flatten()
+        {
+            let _ = cpu::pin(pid, &all);
+        }
+    }
     trivial.stop().await;
+    wrapped.stop().await;
     Ok(())
+}
+
+/// How long each `get-pools` target is loaded before it is measured: a fifth of the
+/// measurement, at most a second.
+fn warm_up(duration: Duration) -> Duration {
+    (duration / 5).min(Duration::from_secs(1))
+}
+
+/// The raw load generator's threads: as asked, else one per CPU.
+fn client_threads(args: &BenchArgs) -> usize {
+    args.client_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Says so when the load generator kept all of its threads busy: the rate is then its
+/// own, not the server's.
+fn warn_if_saturated(args: &BenchArgs, usage: &Usage) {
+    let threads = match (args.client, client_threads(args)) {
+        (ClientKind::Raw, n) if n > 0 => n,
+        // On the benchmark's runtime: its worker threads, one per CPU.
+        _ => usage.cores,
+    };
+    if let Some(client) = usage.client
+        && client > 0.9 * threads as f64
+    {
+        println!(
+            "    the load generator used {client:.2} of its {threads} thread(s): this rate is the load generator's, not the server's"
+        );
+    }
+}
+
+/// Pins this process (the load generator) to the first `client_threads` CPUs it may use
+/// and the `servers` to the others; prints the split, or why there is none. Returns the
+/// CPUs all could use before.
+fn pin_split(client_threads: usize, servers: &[Option<u32>]) -> Option<Vec<usize>> {
+    let cpus = cpu::allowed_cpus();
+    if cpus.len() < 2 {
+        println!("    not pinned: one CPU");
+        return None;
+    }
+    let k = client_threads.clamp(1, cpus.len() - 1);
+    let (client, server) = cpus.split_at(k);
+    let mut result = cpu::pin(std::process::id(), client);
+    for pid in servers.iter().flatten() {
+        result = result.and_then(|()| cpu::pin(*pid, server));
+    }
+    match result {
+        Ok(()) => {
+            println!("    pinned: load generator on CPU {client:?}, servers on CPU {server:?}");
+            Some(cpus.clone())
+        }
+        Err(e) => {
+            println!("    not pinned: {e}");
+            None
+        }
+    }
 }
 
 /// Clients fetching one URL over and over.

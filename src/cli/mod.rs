@@ -99,11 +99,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     // Replay only speaks HTTP to a server: a missing or broken local configuration must
     // not stop it, so it runs before the configuration is loaded.
-    // Nor do the benchmark (it writes its own) and its helper.
+    // Nor does the benchmark (it writes its own). Its trivial handler does load the
+    // configuration the benchmark wrote: it logs as the server under test does.
     let command = match command {
         Command::Replay(args) => return replay::run(args).await,
         Command::Bench(args) => return crate::bench::run(args).await,
-        Command::BenchTrivial(args) => return crate::bench::run_trivial(args).await,
         other => other,
     };
     let loaded = match config::load(&cli.config) {
