@@ -127,13 +127,7 @@ where
             })
         })
         .collect();
-    let mut total = Outcome::default();
-    for task in tasks {
-        match task.await {
-            Ok(own) => total.merge(own),
-            Err(e) => *total.errors.entry(format!("client task: {e}")).or_default() += 1,
-        }
-    }
+    let mut total = gather(tasks).await;
     total.elapsed = started.elapsed();
     total.latencies.sort_unstable();
     total
@@ -169,12 +163,7 @@ pub async fn drive_raw(load: RawLoad) -> Outcome {
         let tasks: Vec<_> = (0..connections)
             .map(|_| tokio::spawn(raw_connection(load.clone(), deadline)))
             .collect();
-        for task in tasks {
-            match task.await {
-                Ok(own) => total.merge(own),
-                Err(e) => *total.errors.entry(format!("client task: {e}")).or_default() += 1,
-            }
-        }
+        total.merge(gather(tasks).await);
     } else {
         let threads = load.threads.min(connections);
         let joined = tokio::task::spawn_blocking(move || {
@@ -238,15 +227,20 @@ fn raw_thread(load: Arc<RawLoad>, connections: usize, deadline: Instant) -> Outc
         let tasks: Vec<_> = (0..connections)
             .map(|_| tokio::spawn(raw_connection(load.clone(), deadline)))
             .collect();
-        let mut total = Outcome::default();
-        for task in tasks {
-            match task.await {
-                Ok(own) => total.merge(own),
-                Err(e) => *total.errors.entry(format!("client task: {e}")).or_default() += 1,
-            }
-        }
-        total
+        gather(tasks).await
     })
+}
+
+/// The clients' outcomes added up; a client task that panicked counts as an error.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Outcome>>) -> Outcome {
+    let mut total = Outcome::default();
+    for task in tasks {
+        match task.await {
+            Ok(own) => total.merge(own),
+            Err(e) => *total.errors.entry(format!("client task: {e}")).or_default() += 1,
+        }
+    }
+    total
 }
 
 /// One connection's loop: write the request, read its answer, until the time is up;

@@ -17,12 +17,6 @@ impl warp::reject::Reject for BodyTooLarge {}
 pub struct BodyUnreadable;
 impl warp::reject::Reject for BodyUnreadable {}
 
-/// The body did not arrive within `app.connections.body-timeout` (a rejection only
-/// [`super::recover`] sees).
-#[derive(Debug)]
-pub struct BodyTimedOutRejection;
-impl warp::reject::Reject for BodyTimedOutRejection {}
-
 /// The raw request body, at most [`BODY_LIMIT`] bytes, with or without a `Content-Length`.
 pub fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
     warp::body::stream().and_then(collect_body)
@@ -36,12 +30,9 @@ where
     let mut stream = Box::pin(stream);
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|e| {
-            if timed_out(&e) {
-                warp::reject::custom(BodyTimedOutRejection)
-            } else {
-                warp::reject::custom(BodyUnreadable)
-            }
+        let mut chunk = chunk.map_err(|e| match timed_out(&e) {
+            Some(limit) => warp::reject::custom(super::BodyTimedOut(limit)),
+            None => warp::reject::custom(BodyUnreadable),
         })?;
         if body.len() + chunk.remaining() > BODY_LIMIT {
             return Err(warp::reject::custom(BodyTooLarge));
@@ -56,14 +47,14 @@ where
     Ok(Bytes::from(body))
 }
 
-/// Whether reading failed because the body took too long ([`super::BodyTimedOut`]).
-fn timed_out(error: &warp::Error) -> bool {
+/// The limit, when reading failed because the body took too long ([`super::BodyTimedOut`]).
+fn timed_out(error: &warp::Error) -> Option<std::time::Duration> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
-        if e.is::<super::BodyTimedOut>() {
-            return true;
+        if let Some(super::BodyTimedOut(limit)) = e.downcast_ref() {
+            return Some(*limit);
         }
         cause = e.source();
     }
-    false
+    None
 }

@@ -22,7 +22,7 @@ use warp::reply::{Reply, Response};
 
 use crate::config::ConnectionLimits;
 use crate::metrics::{Gauges, Metrics};
-pub use body::{BODY_LIMIT, BodyTimedOutRejection, BodyTooLarge, BodyUnreadable, body};
+pub use body::{BODY_LIMIT, BodyTooLarge, BodyUnreadable, body};
 pub use rejected::{Rejected, recover};
 pub use serve::BodyTimedOut;
 

@@ -8,7 +8,8 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::body::{BodyTimedOutRejection, BodyTooLarge, BodyUnreadable};
+use super::BodyTimedOut;
+use super::body::{BodyTooLarge, BodyUnreadable};
 
 /// A request no route took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +39,7 @@ impl Rejected {
             || rejection.find::<warp::reject::PayloadTooLarge>().is_some()
         {
             Rejected::PayloadTooLarge
-        } else if rejection.find::<BodyTimedOutRejection>().is_some() {
+        } else if rejection.find::<BodyTimedOut>().is_some() {
             Rejected::BodyTimedOut
         } else if rejection.find::<BodyUnreadable>().is_some() {
             Rejected::BodyUnreadable

@@ -61,10 +61,13 @@ const REFUSAL_LIMIT: Duration = Duration::from_secs(1);
 /// How often a warning that connections are being refused is logged at most.
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
-/// The request body took longer than `body-timeout` to arrive.
+/// The request body took longer than `body-timeout` to arrive: the error the body yields,
+/// and the rejection the body filter turns it into (answered 408 by [`super::recover`]).
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimedOut(pub Duration);
+
+impl warp::reject::Reject for BodyTimedOut {}
 
 /// Serves `service` (a wrapped set of routes) on `listener` until `shutdown` fires, then
 /// stops accepting and lets open requests finish.

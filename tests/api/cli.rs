@@ -413,7 +413,10 @@ fn start_serve_logging(config: &Path, filter: Option<&str>) -> Result<Server, (i
                 });
             }
             Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            // stdout closed: the server is ending; wait for its status without spinning.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         if let Some(status) = child.try_wait().unwrap() {
             return Err((
