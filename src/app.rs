@@ -12,7 +12,8 @@ use warp::Filter;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::contextualize::Ssh;
-use crate::engine::jobs::{EnforceDeadlines, Jobs};
+use crate::engine::instances::{self, Role};
+use crate::engine::jobs::{Jobs, Takeover};
 use crate::engine::{self, Engine, EngineError};
 use crate::legacy::{self, Legacy};
 use crate::mechanisms::{self, Mechanisms};
@@ -165,11 +166,13 @@ pub async fn open_database(config: &Config) -> Result<Db, StoreError> {
     Ok(db)
 }
 
-/// Builds an engine on a migrated database with the pools' mechanisms.
-pub fn build_engine(config: Arc<Config>, db: Db) -> Result<Engine, AppError> {
+/// Builds an engine on a migrated database with the pools' mechanisms, registering this
+/// process as an instance in `role`.
+pub async fn build_engine(config: Arc<Config>, db: Db, role: Role) -> Result<Engine, AppError> {
     let mechanisms = Mechanisms::from_config(&config)?;
     let ssh = Arc::new(Ssh::from_config(&config.app.ssh));
-    Ok(Engine::new(db, config, mechanisms, ssh)?)
+    let instance = instances::register(&db, role).await?;
+    Ok(Engine::new(db, config, mechanisms, ssh, instance)?)
 }
 
 impl App {
@@ -215,13 +218,13 @@ impl App {
         self.listener.local_addr()
     }
 
-    /// Reconciles what a previous run left behind, starts the background jobs and serves the
+    /// Takes over what dead instances left behind, starts the background jobs and serves the
     /// API until `shutdown` fires; then stops the jobs and closes the database.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let tracker = self.engine.runs().clone();
         let jobs = if self.options.background_jobs {
-            EnforceDeadlines::new(self.engine.clone())
-                .reconcile(&tracker)
+            Takeover::new(self.engine.clone())
+                .start_up(&tracker)
                 .await?;
             Some(Jobs::start(
                 self.engine.clone(),
@@ -251,6 +254,7 @@ impl App {
             jobs.shutdown(self.options.shutdown_grace).await;
             tracing::debug!("background jobs stopped");
         }
+        self.engine.instance_stopped().await;
         self.engine.db().close().await;
         tracing::info!("database closed; duffy stopped");
         Ok(())

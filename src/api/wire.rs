@@ -455,7 +455,7 @@ pub struct PoolPauseOut {
     pause: PauseOut,
 }
 
-/// The service as a whole (extension): its version and what is paused.
+/// The service as a whole (extension): its version, what is paused, the live instances.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Service)]
 pub struct ServiceOut {
@@ -464,12 +464,52 @@ pub struct ServiceOut {
     paused: Option<PauseOut>,
     /// Pools whose allocations are paused, by name.
     paused_pools: Vec<PoolPauseOut>,
+    /// The instances working on the database, oldest first.
+    instances: Vec<InstanceOut>,
+}
+
+/// A live instance (a `duffy serve`, or a `duffy admin` command) and what it owns.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Instance)]
+pub struct InstanceOut {
+    id: i64,
+    /// `serve` or `admin`.
+    role: String,
+    host: String,
+    pid: i64,
+    version: String,
+    started_at: Ts,
+    heartbeat_at: Ts,
+    /// Whether it is the instance that answered.
+    this: bool,
+    /// How many nodes its runs are moving on, per transient state.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
+    owns: std::collections::BTreeMap<String, i64>,
+}
+
+impl InstanceOut {
+    /// An instance as the engine lists it.
+    pub fn new(live: crate::engine::LiveInstance, this: bool) -> Self {
+        let i = live.instance;
+        InstanceOut {
+            id: i.id,
+            role: i.role,
+            host: i.host,
+            pid: i.pid,
+            version: i.version,
+            started_at: Ts(i.started_at),
+            heartbeat_at: Ts(i.heartbeat_at),
+            this,
+            owns: live.owns,
+        }
+    }
 }
 
 impl ServiceOut {
-    /// The service, given the pauses in force.
-    pub fn new(pauses: &[Pause]) -> Self {
+    /// The service, given the pauses in force and the live instances.
+    pub fn new(pauses: &[Pause], instances: Vec<InstanceOut>) -> Self {
         ServiceOut {
+            instances,
             version: env!("CARGO_PKG_VERSION"),
             paused: pauses
                 .iter()

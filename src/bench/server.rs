@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::config::DatabaseUrl;
+use crate::engine::instances::Role;
 use crate::engine::tenants::TenantRequest;
 use crate::store::nodes::NodeState;
 use crate::store::{self, Db, Tx, on_tx};
@@ -170,7 +171,8 @@ pub async fn create_tenant(config_path: &Path) -> Result<(i64, String), BenchErr
         .map_err(|e| BenchError::Database(format!("bench configuration: {e}")))?;
     let config = Arc::new(loaded.config);
     let db = crate::app::open_database(&config).await?;
-    let engine = crate::app::build_engine(config, db.clone())
+    let engine = crate::app::build_engine(config, db.clone(), Role::Admin)
+        .await
         .map_err(|e| BenchError::Database(e.to_string()))?;
     let (tenant, key) = engine
         .create_tenant(TenantRequest {
@@ -183,6 +185,7 @@ pub async fn create_tenant(config_path: &Path) -> Result<(i64, String), BenchErr
         })
         .await
         .map_err(|e| BenchError::Database(e.to_string()))?;
+    engine.instance_stopped().await;
     db.close().await;
     Ok((tenant.id, key))
 }

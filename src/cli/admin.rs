@@ -15,6 +15,7 @@ use crate::app;
 use crate::config::{LoadedConfig, parse_config_duration_str, python_timedelta};
 use crate::contextualize::Ssh;
 use crate::engine::admin::{NodeAction, NodeCommand, cli_actor};
+use crate::engine::instances::{self, Role};
 use crate::engine::retire_pool::RetirePool;
 use crate::engine::tenants::{ApiKeyChange, ShownKey, TenantChange, TenantRequest, TenantUpdate};
 use crate::engine::{Engine, EngineError, seconds};
@@ -274,11 +275,16 @@ pub async fn run(command: AdminCommand, loaded: LoadedConfig) -> ExitCode {
     } else {
         Mechanisms::default()
     };
-    let engine = match Engine::new(db.clone(), config, mechanisms, ssh) {
+    let instance = match instances::register(&db, Role::Admin).await {
+        Ok(id) => id,
+        Err(e) => return super::report_error("cannot register with the database", e),
+    };
+    let engine = match Engine::new(db.clone(), config, mechanisms, ssh, instance) {
         Ok(engine) => engine,
         Err(e) => return super::report_error("cannot start", e),
     };
-    let status = execute(&engine, command).await;
+    let status = instances::beating(&engine, execute(&engine, command)).await;
+    engine.instance_stopped().await;
     db.close().await;
     status
 }

@@ -9,7 +9,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App, AppOptions};
 use crate::config::{LoadedConfig, LogLevel};
+use crate::engine::instances::Role;
 use crate::legacy::{self, Legacy};
+
+/// Prints a line of the banner. A server whose standard output was closed (a supervisor
+/// that stopped reading it) carries on: the line is lost, not the service.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// `duffy serve [-H HOST] [-p PORT] [--legacy]`
 #[derive(Debug, Args)]
@@ -42,7 +52,7 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Ok(lock) => lock,
         Err(e) => return super::report_error("cannot start", e),
     };
-    let engine = match app::build_engine(config.clone(), db) {
+    let engine = match app::build_engine(config.clone(), db, Role::Serve).await {
         Ok(engine) => Arc::new(engine),
         Err(e) => return super::report_error("cannot start", e),
     };
@@ -60,15 +70,15 @@ pub async fn run(args: ServeArgs, loaded: LoadedConfig, level: LogLevel) -> Exit
         Err(e) => return super::report_error("cannot start", e),
     };
     let port = app.local_addr().map_or(port, |a| a.port());
-    println!(" * Starting Duffy...");
-    println!(" * Host address : {host}");
-    println!(" * Port number  : {port}");
-    println!(" * Log level    : {}", level.as_str());
-    println!(" * Serving API docs on http://{host}:{port}/docs");
-    println!(" * Serving API on http://{host}:{port}/api/v1");
-    println!(" * Status page on http://{host}:{port}/ (metrics: /metrics)");
+    say!(" * Starting Duffy...");
+    say!(" * Host address : {host}");
+    say!(" * Port number  : {port}");
+    say!(" * Log level    : {}", level.as_str());
+    say!(" * Serving API docs on http://{host}:{port}/docs");
+    say!(" * Serving API on http://{host}:{port}/api/v1");
+    say!(" * Status page on http://{host}:{port}/ (metrics: /metrics)");
     if let Some(dest) = app.legacy_dest() {
-        println!(" * Serving the legacy v2 API on http://{host}:{port}/ (forwarding to {dest})");
+        say!(" * Serving the legacy v2 API on http://{host}:{port}/ (forwarding to {dest})");
     }
     // With a real configuration, admins come from `duffy admin create-tenant --is-admin`.
     if embedded {
@@ -135,12 +145,12 @@ pub async fn run_legacy(args: ServeLegacyArgs, loaded: LoadedConfig, level: LogL
         Err(e) => return super::report_error(&format!("cannot listen on {host}:{port}"), e),
     };
     let port = listener.local_addr().map_or(port, |a| a.port());
-    println!(" * Starting Duffy Metaclient for Legacy Support...");
-    println!(" * Host address : {host}");
-    println!(" * Port number  : {port}");
-    println!(" * Destination address : {dest}");
-    println!(" * Log level    : {}", level.as_str());
-    println!(" * Serving the legacy v2 API on http://{host}:{port}/");
+    say!(" * Starting Duffy Metaclient for Legacy Support...");
+    say!(" * Host address : {host}");
+    say!(" * Port number  : {port}");
+    say!(" * Destination address : {dest}");
+    say!(" * Log level    : {}", level.as_str());
+    say!(" * Serving the legacy v2 API on http://{host}:{port}/");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     legacy::serve(listener, legacy, loaded.config.app.connections, shutdown).await;
@@ -154,14 +164,14 @@ fn announce_first_admin(name: &str, key: &str) {
     let written = std::fs::create_dir_all(&dir)
         .and_then(|()| write_private(&path, &format!("{key}\n")))
         .is_ok();
-    println!(" * Created the first admin tenant '{name}' with API key: {key}");
+    say!(" * Created the first admin tenant '{name}' with API key: {key}");
     if written {
-        println!(
+        say!(
             " * The key is also in {} (readable by you only)",
             path.display()
         );
     } else {
-        println!(
+        say!(
             " * (could not write it to {}; note it now, it is not shown again)",
             path.display()
         );
@@ -203,7 +213,7 @@ async fn stop_on_signal(token: CancellationToken) {
 pub async fn migrate(loaded: &LoadedConfig) -> ExitCode {
     match app::open_database(&loaded.config).await {
         Ok(db) => {
-            println!("OK: database schema is up to date ({:?})", db.backend());
+            say!("OK: database schema is up to date ({:?})", db.backend());
             db.close().await;
             ExitCode::SUCCESS
         }

@@ -297,6 +297,9 @@ pub struct TasksConfig {
     /// `tasks.fill-backoff` (extension): how long a pool whose provisioning failed is left
     /// alone; the delay starts at `min`, doubles with each failure in a row, up to `max`.
     pub fill_backoff: FillBackoff,
+    /// `tasks.lease` (extension), default 30 s: an instance whose heartbeat is older is
+    /// dead, and its work is taken over; each instance renews its heartbeat every third.
+    pub lease: StdDuration,
 }
 
 /// `tasks.fill-backoff.{min,max}` (extension), default 10 s and 15 min.
@@ -751,6 +754,7 @@ struct RawTasks {
     deadlines: Option<RawDeadlines>,
     #[serde(rename = "fill-backoff")]
     fill_backoff: Option<RawFillBackoff>,
+    lease: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -996,7 +1000,7 @@ fn build_tasks(
     raw: Option<RawTasks>,
     warnings: &mut Vec<String>,
 ) -> Result<TasksConfig, FieldError> {
-    let (periodic, deadlines, backoff) = match raw {
+    let (periodic, deadlines, backoff, lease) = match raw {
         Some(t) => {
             if t.celery.is_some() {
                 warnings.push(
@@ -1010,9 +1014,13 @@ fn build_tasks(
                         .to_owned(),
                 );
             }
-            (t.periodic, t.deadlines, t.fill_backoff)
+            (t.periodic, t.deadlines, t.fill_backoff, t.lease)
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
+    };
+    let lease = match lease {
+        None => StdDuration::from_secs(30),
+        Some(Dur(d)) => positive_std(d, &["tasks", "lease"])?,
     };
     let defaults = FillBackoff::default();
     let backoff_at = |value: Option<Dur>, default: StdDuration, key: &str| match value {
@@ -1062,6 +1070,7 @@ fn build_tasks(
             )?,
         },
         fill_backoff,
+        lease,
     })
 }
 
@@ -1177,6 +1186,10 @@ mod tests {
         assert_eq!(c.tasks.fill_backoff.min, StdDuration::from_millis(500));
         assert_eq!(c.tasks.fill_backoff.max, StdDuration::from_secs(60));
         assert!(err("tasks: {fill-backoff: {min: 0}}").contains("tasks.fill-backoff.min"));
+        assert_eq!(c.tasks.lease, StdDuration::from_secs(30));
+        let (c, _) = build_str("tasks: {lease: 2s}").unwrap();
+        assert_eq!(c.tasks.lease, StdDuration::from_secs(2));
+        assert!(err("tasks: {lease: 0}").contains("tasks.lease"));
         assert!(
             err("tasks: {fill-backoff: {min: 1h, max: 1m}}").contains("tasks.fill-backoff.max")
         );

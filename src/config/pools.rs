@@ -90,6 +90,10 @@ pub struct NoopConfig {
     pub delay: StdDuration,
     /// `fail-rate` (0.0–1.0): the chance that a node fails, simulating a flaky provider.
     pub fail_rate: f64,
+    /// `journal`: a file to which every finished run appends a line per node
+    /// (`provision <id>` or `deprovision <id>`), so that tests and chaos runs can count
+    /// what was done, across processes.
+    pub journal: Option<PathBuf>,
 }
 
 /// How long one playbook run may take when the pool does not say (`timeout`): below the
@@ -269,6 +273,7 @@ struct RawNoop {
     delay: Option<Dur>,
     #[serde(rename = "fail-rate")]
     fail_rate: Option<Fraction>,
+    journal: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +334,7 @@ fn build_mechanism(raw: RawMechanism) -> Result<MechanismConfig, FieldError> {
                 ipaddr: None,
                 delay: None,
                 fail_rate: None,
+                journal: None,
             });
             let delay = match noop.delay {
                 Some(Dur(d)) => d.to_std().map_err(|_| {
@@ -346,6 +352,7 @@ fn build_mechanism(raw: RawMechanism) -> Result<MechanismConfig, FieldError> {
                 ipaddr: noop.ipaddr.map(|t| t.0),
                 delay,
                 fail_rate: noop.fail_rate.map_or(0.0, |f| f.0),
+                journal: noop.journal,
             }))
         }
         MechanismKind::Ansible => {

@@ -197,11 +197,13 @@ impl Engine {
                     nodes: vec![node.clone()],
                 };
                 if command.action == NodeAction::Provision {
-                    states::apply(&mut node, Change::Provision { pool: &pool }, now)?;
+                    let by = self.instance();
+                    states::apply(&mut node, Change::Provision { pool: &pool, by }, now)?;
                     log_action(&mut node, entry.take());
                     Some(Run::Provision(batch(&node)))
                 } else {
-                    states::apply(&mut node, Change::Deprovision, now)?;
+                    let by = self.instance();
+                    states::apply(&mut node, Change::Deprovision { pool: &pool, by }, now)?;
                     log_action(&mut node, entry.take());
                     Some(Run::Deprovision(batch(&node)))
                 }

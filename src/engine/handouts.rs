@@ -18,6 +18,7 @@ use super::group::{GroupOutcome, Grouped};
 use super::states::{self, Change, Illegal};
 use super::{Effective, EngineError};
 use crate::config::{Config, Defaults};
+use crate::store::instances::InstanceId;
 use crate::store::nodes::{Node, NodeState, Saving};
 use crate::store::sessions::{NewSession, Session};
 use crate::store::tenants::Tenant;
@@ -75,6 +76,8 @@ struct Inner {
     config: Arc<Config>,
     defaults: Defaults,
     db: Db,
+    /// The instance that contextualizes what it hands out.
+    instance: InstanceId,
 }
 
 /// Marks a ready node as handed out for `spec`, into `state` (`contextualizing` when its
@@ -83,11 +86,12 @@ pub(crate) fn hand_out(
     node: &mut Node,
     spec: &NodesSpec,
     state: NodeState,
+    by: InstanceId,
     now: NaiveDateTime,
 ) -> Result<(), Illegal> {
     let spec = spec.to_json();
     let change = if state == NodeState::Contextualizing {
-        Change::HandOut { spec }
+        Change::HandOut { spec, by }
     } else {
         Change::Deploy { spec: Some(spec) }
     };
@@ -134,11 +138,17 @@ fn new_session(request: &Request, decision: &Decision, now: NaiveDateTime) -> Ne
 }
 
 /// The hand-out queue of an engine, granting nodes of the configured pools from `db`.
-pub(crate) fn queue(db: Db, config: Arc<Config>, defaults: Defaults) -> Grouped<Request, Granted> {
+pub(crate) fn queue(
+    db: Db,
+    config: Arc<Config>,
+    defaults: Defaults,
+    instance: InstanceId,
+) -> Grouped<Request, Granted> {
     let inner = Arc::new(Inner {
         config,
         defaults,
         db,
+        instance,
     });
     Grouped::new("hand-out", MAX_GROUP, move |requests: Vec<Request>| {
         let inner = Arc::clone(&inner);
@@ -217,7 +227,7 @@ impl Inner {
                 let taken = taken
                     .into_iter()
                     .map(|(spec, mut node)| {
-                        hand_out(&mut node, spec, state, now)?;
+                        hand_out(&mut node, spec, state, self.instance, now)?;
                         Ok((spec, node))
                     })
                     .collect::<Result<Vec<(&NodesSpec, Node)>, EngineError>>()?;
@@ -349,6 +359,8 @@ mod tests {
                 data: JsonObject::default(),
                 used_count: 0,
                 state_changed_at: now,
+                owner: None,
+                run_pool: None,
             })
             .collect();
         (nodes, 0)

@@ -133,7 +133,11 @@ impl Delivery {
 
 /// Fails a node that should be deprovisioned but whose pool is not configured (any more).
 pub(crate) fn pool_gone(node: &mut Node, now: NaiveDateTime) -> Result<(), states::Illegal> {
-    let pool = node.pool.clone().unwrap_or_default();
+    let pool = node
+        .pool
+        .clone()
+        .or_else(|| node.run_pool.clone())
+        .unwrap_or_default();
     tracing::warn!(node.id = node.id, pool.name = %pool, "node {}: deprovisioning node failed, pool '{pool}' not found", node.id);
     states::apply(node, Change::PoolGone, now)
 }
@@ -228,7 +232,14 @@ impl Engine {
         let assigned = self.has_assigned(&pool.name);
         if pool.reuse_nodes.is_none() && pool.max_ready_age.is_none() && !assigned {
             // The common case, on every hand-out: one statement.
-            return Ok(store::nodes::fill_to_level(self.db(), &pool.name, now, fill_level).await?);
+            return Ok(store::nodes::fill_to_level(
+                self.db(),
+                &pool.name,
+                now,
+                fill_level,
+                self.instance(),
+            )
+            .await?);
         }
         let mut tx = self.db().begin().await?;
         store::nodes::lock_pool(&mut tx, &pool.name).await?;
@@ -243,7 +254,15 @@ impl Engine {
                 if adopted.len() as i64 >= quantity {
                     break;
                 }
-                states::apply(&mut node, Change::Provision { pool: &pool.name }, now)?;
+                let by = self.instance();
+                states::apply(
+                    &mut node,
+                    Change::Provision {
+                        pool: &pool.name,
+                        by,
+                    },
+                    now,
+                )?;
                 if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
                     adopted.push(node);
                 }
@@ -264,7 +283,10 @@ impl Engine {
         };
         let target = fill_level + replacing;
         let claimed = match &pool.reuse_nodes {
-            None => store::nodes::fill_to_level_in(&mut tx, &pool.name, now, target).await?,
+            None => {
+                store::nodes::fill_to_level_in(&mut tx, &pool.name, now, target, self.instance())
+                    .await?
+            }
             Some(wanted) => {
                 let quantity = target - store::nodes::count_filling(&mut tx, &pool.name).await?;
                 if quantity <= 0 {
@@ -287,7 +309,15 @@ impl Engine {
                     if !wanted.iter().all(|(k, v)| node.data.0.get(k) == Some(v)) {
                         continue;
                     }
-                    states::apply(&mut node, Change::Provision { pool: &pool.name }, now)?;
+                    let by = self.instance();
+                    states::apply(
+                        &mut node,
+                        Change::Provision {
+                            pool: &pool.name,
+                            by,
+                        },
+                        now,
+                    )?;
                     if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
                         claimed.push(node);
                     }
@@ -358,7 +388,15 @@ impl Engine {
                 store::nodes::count_ready(&mut tx, &pool.name).await? - i64::from(fill_level);
             let mut claimed = Vec::new();
             for mut node in stale.into_iter().take(usize::try_from(spare).unwrap_or(0)) {
-                states::apply(&mut node, Change::Deprovision, now)?;
+                let by = self.instance();
+                states::apply(
+                    &mut node,
+                    Change::Deprovision {
+                        pool: &pool.name,
+                        by,
+                    },
+                    now,
+                )?;
                 if store::nodes::save(&mut tx, &node, NodeState::Ready).await? {
                     claimed.push(node);
                 }
@@ -659,8 +697,11 @@ impl Engine {
                 .pool
                 .clone()
                 .filter(|p| self.concrete_pool(p).is_some());
-            match pool {
-                Some(_) => states::apply(node, Change::Deprovision, now)?,
+            match &pool {
+                Some(pool) => {
+                    let by = self.instance();
+                    states::apply(node, Change::Deprovision { pool, by }, now)?
+                }
                 None => pool_gone(node, now)?,
             }
             pools.push(pool);
@@ -746,6 +787,9 @@ impl Engine {
             let reported_failed = node.data.0.contains_key("error");
             let matched = match &result {
                 Ok(Deprovisioned::All) => Ok(true),
+                // An interrupted provisioning, never delivered: nothing to pair it with,
+                // so a run that succeeded took back whatever there was.
+                Ok(Deprovisioned::Entries(_)) if never_delivered(&node) => Ok(true),
                 Ok(Deprovisioned::Entries(entries)) => Ok(entries
                     .iter()
                     .any(|e| matches(e, node.data.0.get("provision")))),
@@ -795,6 +839,18 @@ impl Engine {
         self.lifecycle.run_results.request(run).await?;
         Ok(())
     }
+}
+
+/// Whether `node` is an interrupted provisioning taken over before it was delivered.
+fn never_delivered(node: &Node) -> bool {
+    !node.data.0.contains_key("provision")
+        && node
+            .data
+            .0
+            .get("taken_over")
+            .and_then(|t| t.get("state"))
+            .and_then(Value::as_str)
+            == Some(NodeState::Provisioning.as_str())
 }
 
 /// The entry's `ipaddr` if it has a usable one.

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod error;
 mod group;
 mod handouts;
+pub mod instances;
 pub mod jobs;
 pub mod lifecycle;
 pub mod nodes;
@@ -36,14 +37,18 @@ use crate::contextualize::Contextualizer;
 use crate::mechanisms::Mechanisms;
 use crate::metrics::Metrics;
 use crate::store::Db;
+use crate::store::instances::InstanceId;
 use crate::store::tenants::Tenant;
 
 pub use auth::{AuthError, Authenticator, Credentials};
 pub use error::EngineError;
+pub use instances::LiveInstance;
 
 /// Everything the engine works with; shared behind an `Arc` by the API and the jobs.
 pub struct Engine {
     db: Db,
+    /// This process in the `instances` table: the owner of the nodes its runs move on.
+    instance: InstanceId,
     config: Arc<Config>,
     defaults: Defaults,
     mechanisms: Mechanisms,
@@ -209,20 +214,24 @@ pub fn as_seconds(delta: TimeDelta) -> f64 {
 }
 
 impl Engine {
-    /// Assembles an engine; the configuration must have a `defaults` section.
+    /// Assembles an engine for the registered `instance`
+    /// ([`instances::register`]); the configuration must have a `defaults` section.
     pub fn new(
         db: Db,
         config: Arc<Config>,
         mechanisms: Mechanisms,
         contextualizer: Arc<dyn Contextualizer>,
+        instance: InstanceId,
     ) -> Result<Engine, SetupError> {
         let defaults = config.defaults.clone().ok_or(SetupError::MissingDefaults)?;
         let backoff =
             backoff::PoolBackoff::new(config.tasks.fill_backoff.min, config.tasks.fill_backoff.max);
-        let sessions = sessions::SessionQueues::new(&db, Arc::clone(&config), defaults.clone());
+        let sessions =
+            sessions::SessionQueues::new(&db, Arc::clone(&config), defaults.clone(), instance);
         let lifecycle = lifecycle::LifecycleState::new(&db);
         Ok(Engine {
             db,
+            instance,
             config,
             defaults,
             mechanisms,
@@ -241,6 +250,11 @@ impl Engine {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// This process's instance: the owner of the nodes its runs move on.
+    pub fn instance(&self) -> InstanceId {
+        self.instance
     }
 
     /// The validated configuration.

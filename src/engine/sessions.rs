@@ -20,6 +20,7 @@ use super::{Engine, EngineError};
 use crate::config::{Config, Defaults};
 use crate::metrics::SessionOutcome;
 use crate::protocol::v3::REPORTED_FAILED;
+use crate::store::instances::InstanceId;
 use crate::store::nodes::{Node, NodeState};
 use crate::store::sessions::Session;
 use crate::store::tenants::Tenant;
@@ -89,9 +90,14 @@ pub(crate) struct SessionQueues {
 
 impl SessionQueues {
     /// The queues of an engine on `db`.
-    pub(crate) fn new(db: &Db, config: Arc<Config>, defaults: Defaults) -> SessionQueues {
+    pub(crate) fn new(
+        db: &Db,
+        config: Arc<Config>,
+        defaults: Defaults,
+        instance: InstanceId,
+    ) -> SessionQueues {
         SessionQueues {
-            handouts: super::handouts::queue(db.clone(), config, defaults),
+            handouts: super::handouts::queue(db.clone(), config, defaults, instance),
             retires: retire_queue(db.clone()),
         }
     }
@@ -225,7 +231,7 @@ impl Engine {
     ) -> Result<Vec<Node>, EngineError> {
         let mut claimed = store::nodes::claim_ready(tx, &spec.pool, quantity).await?;
         for node in &mut claimed {
-            hand_out(node, spec, state, now)?;
+            hand_out(node, spec, state, self.instance(), now)?;
         }
         let handed: Vec<(i64, &str, &Node)> = claimed
             .iter()

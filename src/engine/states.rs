@@ -15,9 +15,9 @@
 //! | ready | hand out | contextualizing | session request (pool pushes SSH keys) |
 //! | ready, contextualizing | deploy | deployed | session request |
 //! | contextualizing | withdraw | ready | session request undone |
-//! | deployed, ready, contextualizing, unused, failed, downtime, provisioning, deprovisioning | deprovision | deprovisioning | deprovision job, `max-ready-age`, deadline, admin `deprovision` |
+//! | deployed, ready, contextualizing, unused, failed, downtime, provisioning, deprovisioning | deprovision | deprovisioning | deprovision job, `max-ready-age`, deadline, take-over, admin `deprovision` |
 //! | deprovisioning | deprovisioned | unused (reusable) or done | deprovisioning run |
-//! | provisioning, contextualizing, deprovisioning, deployed, downtime | fail | failed | runs, deadlines, restarts, a pool gone |
+//! | provisioning, contextualizing, deprovisioning, deployed, downtime | fail | failed | runs, deadlines, a pool gone |
 //! | deployed | report failed | deployed | v2 `/Node/fail` (marked, never reused) |
 //! | unused, ready, deployed, failed | take down | downtime | admin `downtime` |
 //! | downtime | recover | ready, deployed, unused or failed | admin `recover` |
@@ -34,6 +34,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use super::EngineError;
+use crate::store::instances::InstanceId;
 use crate::store::nodes::{Node, NodeState};
 
 /// What happens to a node, without its particulars: the table's rows.
@@ -149,6 +150,8 @@ pub enum Change<'a> {
     Provision {
         /// The pool whose mechanism runs.
         pool: &'a str,
+        /// The instance whose run it is.
+        by: InstanceId,
     },
     /// Ready, with what the mechanism returned for it.
     Deliver {
@@ -177,6 +180,8 @@ pub enum Change<'a> {
     HandOut {
         /// The spec it was handed out for (`data.nodes_spec`).
         spec: Value,
+        /// The instance contextualizing it.
+        by: InstanceId,
     },
     /// Deployed in a session; `spec` when handed out straight from ready.
     Deploy {
@@ -185,8 +190,14 @@ pub enum Change<'a> {
     },
     /// A hand-out undone.
     Withdraw,
-    /// Into a deprovisioning run: it leaves its pool at once (the run knows the pool).
-    Deprovision,
+    /// Into a deprovisioning run of `pool`: it leaves its pool at once (the run knows the
+    /// pool; so does `run_pool`).
+    Deprovision {
+        /// The pool whose mechanism runs (normally the node's own).
+        pool: &'a str,
+        /// The instance whose run it is.
+        by: InstanceId,
+    },
     /// Taken back by its run: a reusable node returns to the stock, any other is done.
     Deprovisioned,
     /// Failed, with why.
@@ -234,7 +245,7 @@ impl Change<'_> {
             Change::HandOut { .. } => Action::HandOut,
             Change::Deploy { .. } => Action::Deploy,
             Change::Withdraw => Action::Withdraw,
-            Change::Deprovision => Action::Deprovision,
+            Change::Deprovision { .. } => Action::Deprovision,
             Change::Deprovisioned => Action::Deprovisioned,
             Change::Fail { .. }
             | Change::FailAsReported
@@ -329,9 +340,17 @@ pub fn apply(node: &mut Node, change: Change<'_>, now: NaiveDateTime) -> Result<
             to: Some(to),
         });
     }
+    // Who tends the node, and with which pool's mechanism: only while a run moves it on.
+    let (owner, run_pool) = match &change {
+        Change::Provision { pool, by } | Change::Deprovision { pool, by } => {
+            (Some(by.0), Some((*pool).to_owned()))
+        }
+        Change::HandOut { by, .. } => (Some(by.0), node.pool.clone()),
+        _ => (None, None),
+    };
     let data = &mut node.data.0;
     match change {
-        Change::Provision { pool } => node.pool = Some(pool.to_owned()),
+        Change::Provision { pool, .. } => node.pool = Some(pool.to_owned()),
         Change::Deliver {
             hostname,
             ipaddr,
@@ -356,7 +375,7 @@ pub fn apply(node: &mut Node, change: Change<'_>, now: NaiveDateTime) -> Result<
             node.pool = None;
             data.shift_remove("provision");
         }
-        Change::HandOut { spec } => {
+        Change::HandOut { spec, .. } => {
             data.insert("nodes_spec".into(), spec);
         }
         Change::Deploy { spec } => {
@@ -368,12 +387,12 @@ pub fn apply(node: &mut Node, change: Change<'_>, now: NaiveDateTime) -> Result<
         Change::Withdraw => {
             data.shift_remove("nodes_spec");
         }
-        Change::Deprovision => node.pool = None,
+        Change::Deprovision { .. } => node.pool = None,
         Change::Deprovisioned => {
             if to == NodeState::Done {
                 node.retired_at = Some(now);
             } else {
-                for key in ["error", "nodes_spec", "provision"] {
+                for key in ["error", "nodes_spec", "provision", "taken_over"] {
                     data.shift_remove(key);
                 }
             }
@@ -405,6 +424,8 @@ pub fn apply(node: &mut Node, change: Change<'_>, now: NaiveDateTime) -> Result<
         Change::Retire | Change::RetireWithPool => node.retired_at = Some(now),
     }
     node.state = to;
+    node.owner = owner;
+    node.run_pool = run_pool;
     if action != Action::ReportFailed {
         // A node reported broken stays where it is: it did not change state.
         node.state_changed_at = now;
@@ -432,13 +453,18 @@ mod tests {
             data: JsonObject::default(),
             used_count: 3,
             state_changed_at: t,
+            owner: None,
+            run_pool: None,
         }
     }
 
     /// A change of every action, with sample particulars.
     fn sample(action: Action, to: NodeState) -> Change<'static> {
         match action {
-            Action::Provision => Change::Provision { pool: "q" },
+            Action::Provision => Change::Provision {
+                pool: "q",
+                by: InstanceId(1),
+            },
             Action::Deliver => Change::Deliver {
                 hostname: "h.example.test".into(),
                 ipaddr: "192.0.2.9".into(),
@@ -447,10 +473,14 @@ mod tests {
             Action::GiveBack => Change::GiveBack,
             Action::HandOut => Change::HandOut {
                 spec: json!({"pool": "p"}),
+                by: InstanceId(1),
             },
             Action::Deploy => Change::Deploy { spec: None },
             Action::Withdraw => Change::Withdraw,
-            Action::Deprovision => Change::Deprovision,
+            Action::Deprovision => Change::Deprovision {
+                pool: "p",
+                by: InstanceId(1),
+            },
             Action::Deprovisioned => Change::Deprovisioned,
             Action::Fail => Change::Fail { detail: "broken" },
             Action::ReportFailed => Change::ReportFailed { detail: "reported" },
@@ -535,17 +565,30 @@ mod tests {
             &mut n,
             Change::HandOut {
                 spec: json!({"pool": "p", "quantity": 1}),
+                by: InstanceId(4),
             },
             now,
         )
         .unwrap();
         assert_eq!(n.used_count, 3, "counted when deployed");
+        assert_eq!((n.owner, n.run_pool.as_deref()), (Some(4), Some("p")));
         apply(&mut n, Change::Deploy { spec: None }, now).unwrap();
         assert_eq!((n.state, n.used_count), (NodeState::Deployed, 4));
-        apply(&mut n, Change::Deprovision, now).unwrap();
+        assert_eq!((n.owner, n.run_pool.as_deref()), (None, None), "settled");
+        let deprovision = Change::Deprovision {
+            pool: "p",
+            by: InstanceId(5),
+        };
+        apply(&mut n, deprovision, now).unwrap();
         assert_eq!(n.pool, None);
+        assert_eq!(
+            (n.owner, n.run_pool.as_deref()),
+            (Some(5), Some("p")),
+            "the run's pool is kept while the node has left it"
+        );
         apply(&mut n, Change::Deprovisioned, now).unwrap();
         assert_eq!((n.state, n.retired_at), (NodeState::Done, Some(now)));
+        assert_eq!((n.owner, n.run_pool), (None, None));
 
         let mut n = node(NodeState::Deprovisioning, true);
         n.data.0.insert("error".into(), json!({}));

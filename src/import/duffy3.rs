@@ -180,6 +180,8 @@ pub(crate) async fn read(
             data: c.json_object(9, "data")?,
             used_count: c.required_int(10, "used_count")?,
             state_changed_at: now,
+            owner: None,
+            run_pool: None,
         };
         extract.nodes.push(Item {
             source_table: "nodes",

@@ -227,9 +227,9 @@ impl fmt::Display for Report {
                 .collect();
             writeln!(
                 f,
-                "Nodes in transient states: {}; duffy serve reconciles them when it starts \
-                 (provisioning: failed; contextualizing: session retired, node deprovisioned; \
-                 deprovisioning: failed)",
+                "Nodes in transient states: {}; duffy serve takes them over when it starts \
+                 (provisioning: deprovisioned and dropped; contextualizing: session retired, \
+                 node deprovisioned; deprovisioning: deprovisioned again)",
                 states.join(", ")
             )?;
         }

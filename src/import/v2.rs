@@ -263,6 +263,8 @@ pub(crate) async fn read(
             data: JsonObject(data),
             used_count: c.int(4, "used_count")?.unwrap_or(0).max(0),
             state_changed_at: now,
+            owner: None,
+            run_pool: None,
         };
         // The digest covers the whole source row and what the configuration made of it.
         let digest = digest_of(

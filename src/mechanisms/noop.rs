@@ -24,6 +24,7 @@ pub struct Noop {
     has_ipaddr_template: bool,
     delay: std::time::Duration,
     fail_rate: f64,
+    journal: Option<std::path::PathBuf>,
 }
 
 impl Noop {
@@ -43,6 +44,7 @@ impl Noop {
             has_ipaddr_template: config.ipaddr.is_some(),
             delay: config.delay,
             fail_rate: config.fail_rate.clamp(0.0, 1.0),
+            journal: config.journal.clone(),
         })
     }
 
@@ -51,6 +53,26 @@ impl Noop {
             .get_template(name)
             .and_then(|t| t.render(context! { pool => pool, id => id }))
             .map_err(|e| MechanismError(format!("rendering noop {name}: {e}")))
+    }
+
+    /// Appends `<phase> <id>` per node to the journal, if there is one. Each run writes its
+    /// lines with one `write` on a file opened for appending, so that the lines of runs in
+    /// several processes never interleave.
+    fn record(&self, phase: &str, nodes: &[NodeInput]) -> Result<(), MechanismError> {
+        use std::io::Write;
+        let Some(path) = &self.journal else {
+            return Ok(());
+        };
+        let text: String = nodes
+            .iter()
+            .map(|n| format!("{phase} {}\n", n.id))
+            .collect();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| MechanismError(format!("noop journal {}: {e}", path.display())))
     }
 
     /// Rolls the dice of `fail-rate`.
@@ -98,6 +120,7 @@ impl Mechanism for Noop {
                 };
                 entries.push(json!({"hostname": hostname, "ipaddr": ipaddr}));
             }
+            self.record("provision", nodes)?;
             Ok(entries)
         }
         .boxed()
@@ -119,6 +142,7 @@ impl Mechanism for Noop {
                 .filter(|_| !self.fails())
                 .map(|node| node.data.get("provision").cloned().unwrap_or(json!({})))
                 .collect();
+            self.record("deprovision", nodes)?;
             Ok(Deprovisioned::Entries(entries))
         }
         .boxed()

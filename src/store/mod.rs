@@ -10,6 +10,7 @@
 //! (a tenant's quota, a pool's fill) and nothing else.
 
 pub mod imports;
+pub mod instances;
 pub mod nodes;
 pub mod pauses;
 pub mod sessions;

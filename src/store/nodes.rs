@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use chrono::NaiveDateTime;
 
+use super::instances::InstanceId;
 use super::{Db, JsonObject, StoreError, Tx, on_reader, on_tx, on_tx_per_backend};
 
 /// The life cycle of a node (`docs/v3-api.md` §10).
@@ -132,6 +133,12 @@ pub struct Node {
     pub used_count: i64,
     /// When the node entered its current state (deadlines of transient states).
     pub state_changed_at: NaiveDateTime,
+    /// In a transient state: the instance whose run moves the node on (`None` when no live
+    /// instance does, e.g. a row written by an older version). `None` in settled states.
+    pub owner: Option<i64>,
+    /// In a transient state: the pool whose mechanism the run uses (a deprovisioning node
+    /// has left its pool already). `None` in settled states.
+    pub run_pool: Option<String>,
 }
 
 /// A node registered through `POST /nodes` (reusable machines such as bare metal).
@@ -271,7 +278,7 @@ pub async fn claim_ready(tx: &mut Tx, pool: &str, quantity: i64) -> Result<Vec<N
 pub async fn save(tx: &mut Tx, node: &Node, expected: NodeState) -> Result<bool, StoreError> {
     const SQL: &str = "UPDATE nodes SET retired_at = $2, hostname = $3, ipaddr = $4, \
         state = $5, comment = $6, pool = $7, reusable = $8, data = $9, used_count = $10, \
-        state_changed_at = $11 WHERE id = $1 AND state = $12";
+        state_changed_at = $11, owner = $13, run_pool = $14 WHERE id = $1 AND state = $12";
     update(tx, SQL, node, expected, None).await
 }
 
@@ -286,7 +293,8 @@ pub async fn save_claimed(
 ) -> Result<bool, StoreError> {
     const SQL: &str = "UPDATE nodes SET retired_at = $2, hostname = $3, ipaddr = $4, \
         state = $5, comment = $6, pool = $7, reusable = $8, data = $9, used_count = $10, \
-        state_changed_at = $11 WHERE id = $1 AND state = $12 AND state_changed_at = $13";
+        state_changed_at = $11, owner = $13, run_pool = $14 \
+        WHERE id = $1 AND state = $12 AND state_changed_at = $15";
     update(tx, SQL, node, expected, Some(claimed_at)).await
 }
 
@@ -327,14 +335,15 @@ impl<'n> Saving<'n> {
 const SAVE_ALL_SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostname = w.hostname, \
             ipaddr = w.ipaddr, state = w.state, comment = w.comment, pool = w.pool, \
             reusable = w.reusable, data = w.data, used_count = w.used_count, \
-            state_changed_at = w.state_changed_at \
+            state_changed_at = w.state_changed_at, owner = w.owner, run_pool = w.run_pool \
         FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS retired_at, \
             json_extract(value, '$[2]') AS hostname, json_extract(value, '$[3]') AS ipaddr, \
             json_extract(value, '$[4]') AS state, json_extract(value, '$[5]') AS comment, \
             json_extract(value, '$[6]') AS pool, json_extract(value, '$[7]') AS reusable, \
             json_extract(value, '$[8]') AS data, json_extract(value, '$[9]') AS used_count, \
             json_extract(value, '$[10]') AS state_changed_at, \
-            json_extract(value, '$[11]') AS expected, json_extract(value, '$[12]') AS claimed_at \
+            json_extract(value, '$[11]') AS expected, json_extract(value, '$[12]') AS claimed_at, \
+            json_extract(value, '$[13]') AS owner, json_extract(value, '$[14]') AS run_pool \
             FROM json_each($1)) AS w \
         WHERE nodes.id = w.id AND nodes.state = w.expected \
         AND (w.claimed_at IS NULL OR nodes.state_changed_at = w.claimed_at) RETURNING nodes.id";
@@ -343,7 +352,8 @@ const SAVE_ALL_SQLITE: &str = "UPDATE nodes SET retired_at = w.retired_at, hostn
 const SAVE_ALL_POSTGRES: &str = "UPDATE nodes SET retired_at = (w.e->>1)::timestamp, \
             hostname = w.e->>2, ipaddr = w.e->>3, state = w.e->>4, comment = w.e->>5, \
             pool = w.e->>6, reusable = (w.e->>7)::boolean, data = w.e->>8, \
-            used_count = (w.e->>9)::bigint, state_changed_at = (w.e->>10)::timestamp \
+            used_count = (w.e->>9)::bigint, state_changed_at = (w.e->>10)::timestamp, \
+            owner = (w.e->>13)::bigint, run_pool = w.e->>14 \
         FROM jsonb_array_elements($1::jsonb) AS w(e) \
         WHERE nodes.id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements($1::jsonb) x)) \
         AND nodes.id = (w.e->>0)::bigint AND nodes.state = w.e->>11 \
@@ -410,13 +420,15 @@ fn saving_rows(nodes: &[Saving<'_>]) -> String {
                 super::db_time(n.state_changed_at),
                 s.expected.as_str(),
                 s.claimed_at.map(super::db_time),
+                n.owner,
+                n.run_pool,
             ])
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
 }
 
-/// Runs one of the two compare-and-set updates above; `claimed_at` is bound as `$13`.
+/// Runs one of the two compare-and-set updates above; `claimed_at` is bound as `$15`.
 async fn update(
     tx: &mut Tx,
     sql: &'static str,
@@ -437,7 +449,9 @@ async fn update(
             .bind(node.data.to_text())
             .bind(node.used_count)
             .bind(node.state_changed_at)
-            .bind(expected.as_str());
+            .bind(expected.as_str())
+            .bind(node.owner)
+            .bind(&node.run_pool);
         if let Some(at) = claimed_at {
             query = query.bind(at);
         }
@@ -485,28 +499,29 @@ pub async fn insert_provisioning(
     pool: &str,
     now: NaiveDateTime,
     count: i64,
+    owner: InstanceId,
 ) -> Result<Vec<Node>, StoreError> {
     // One statement for the whole fill, however many rows.
     const SQL: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
-        INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
-        SELECT $1, 'provisioning', $2, FALSE, '{}', $1 FROM n RETURNING *";
+        INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at, owner, run_pool) \
+        SELECT $1, 'provisioning', $2, FALSE, '{}', $1, $4, $2 FROM n RETURNING *";
     if count <= 0 {
         return Ok(Vec::new());
     }
-    let mut nodes: Vec<Node> =
-        on_tx!(tx, c => sqlx::query_as(SQL).bind(now).bind(pool).bind(count).fetch_all(c).await)?;
+    let mut nodes: Vec<Node> = on_tx!(tx, c => sqlx::query_as(SQL).bind(now).bind(pool).bind(count).bind(owner.0).fetch_all(c).await)?;
     nodes.sort_by_key(|n| n.id);
     Ok(nodes)
 }
 
 /// Counts a pool's ready and provisioning nodes and creates the missing ones up to `$3`
-/// in `provisioning` ($1: now, $2: the pool), in one statement.
+/// in `provisioning` ($1: now, $2: the pool, $4: the instance whose run provisions them),
+/// in one statement.
 const FILL_TO_LEVEL: &str = "WITH RECURSIVE need(k) AS (SELECT $3 - COUNT(*) FROM nodes \
         WHERE retired_at IS NULL AND pool = $2 AND state IN ('ready', 'provisioning')), \
     n(i) AS (SELECT 1 FROM need WHERE k >= 1 \
         UNION ALL SELECT i + 1 FROM n, need WHERE i < k) \
-    INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at) \
-    SELECT $1, 'provisioning', $2, FALSE, '{}', $1 FROM n RETURNING *";
+    INSERT INTO nodes (created_at, state, pool, reusable, data, state_changed_at, owner, run_pool) \
+    SELECT $1, 'provisioning', $2, FALSE, '{}', $1, $4, $2 FROM n RETURNING *";
 
 /// Brings a pool that makes new machines up to `fill_level` nodes ready or being
 /// provisioned: creates the missing ones in `provisioning` and returns them, in id order.
@@ -517,6 +532,7 @@ pub async fn fill_to_level(
     pool: &str,
     now: NaiveDateTime,
     fill_level: i64,
+    owner: InstanceId,
 ) -> Result<Vec<Node>, StoreError> {
     match db {
         Db::Sqlite { writer, .. } => {
@@ -524,6 +540,7 @@ pub async fn fill_to_level(
                 .bind(now)
                 .bind(pool)
                 .bind(fill_level)
+                .bind(owner.0)
                 .fetch_all(writer)
                 .await?;
             nodes.sort_by_key(|n| n.id);
@@ -532,7 +549,7 @@ pub async fn fill_to_level(
         Db::Postgres(_) => {
             let mut tx = db.begin().await?;
             lock_pool(&mut tx, pool).await?;
-            let nodes = fill_to_level_in(&mut tx, pool, now, fill_level).await?;
+            let nodes = fill_to_level_in(&mut tx, pool, now, fill_level, owner).await?;
             tx.commit().await?;
             Ok(nodes)
         }
@@ -546,11 +563,13 @@ pub async fn fill_to_level_in(
     pool: &str,
     now: NaiveDateTime,
     fill_level: i64,
+    owner: InstanceId,
 ) -> Result<Vec<Node>, StoreError> {
     let mut nodes: Vec<Node> = on_tx!(tx, c => sqlx::query_as(FILL_TO_LEVEL)
         .bind(now)
         .bind(pool)
         .bind(fill_level)
+        .bind(owner.0)
         .fetch_all(c)
         .await)?;
     nodes.sort_by_key(|n| n.id);
@@ -622,6 +641,17 @@ pub async fn stuck(
         .bind(before)
         .fetch_all(c)
         .await)?)
+}
+
+/// Nodes in a transient state that no live instance tends: their owner stopped or was
+/// declared dead, or they have none (written by an older version, or imported).
+pub async fn untended(tx: &mut Tx) -> Result<Vec<Node>, StoreError> {
+    const SQL: &str = "SELECT * FROM nodes n WHERE n.retired_at IS NULL \
+        AND n.state IN ('provisioning', 'contextualizing', 'deprovisioning') \
+        AND (n.owner IS NULL OR NOT EXISTS (\
+            SELECT 1 FROM instances i WHERE i.id = n.owner AND i.stopped_at IS NULL)) \
+        ORDER BY n.id";
+    Ok(on_tx!(tx, c => sqlx::query_as(SQL).fetch_all(c).await)?)
 }
 
 /// The nodes of pool `$1`, as a condition on `nodes n`: the nodes in it, and those out

@@ -326,16 +326,31 @@ fn logs_to_a_pipe_are_plain_text() {
 }
 
 /// A `duffy serve` child process, killed when dropped; its stderr is collected as it comes.
-struct Server {
+pub(crate) struct Server {
     child: std::process::Child,
     stderr: Option<std::thread::JoinHandle<String>>,
     /// `http://host:port`, from the banner.
-    address: String,
+    pub(crate) address: String,
 }
 
 impl Server {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; what it logged until then.
+    pub(crate) fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
     /// Stops the server with SIGTERM, as systemd does; what it logged.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -362,13 +377,25 @@ impl Drop for Server {
 
 /// Starts `duffy serve -p 0` on `config`; the server once its banner says it serves, or its
 /// exit status and stderr when it stopped first.
-fn start_serve(config: &Path) -> Result<Server, (i32, String)> {
+pub(crate) fn start_serve(config: &Path) -> Result<Server, (i32, String)> {
     start_serve_logging(config, Some("error"))
 }
 
 /// [`start_serve`] with `RUST_LOG` set to `filter`, or unset (the log level of the
 /// configuration, `info`).
-fn start_serve_logging(config: &Path, filter: Option<&str>) -> Result<Server, (i32, String)> {
+pub(crate) fn start_serve_logging(
+    config: &Path,
+    filter: Option<&str>,
+) -> Result<Server, (i32, String)> {
+    start_serve_with(config, filter, &[])
+}
+
+/// [`start_serve_logging`] with more arguments to `serve` (e.g. `--legacy`).
+pub(crate) fn start_serve_with(
+    config: &Path,
+    filter: Option<&str>,
+    serve_args: &[&str],
+) -> Result<Server, (i32, String)> {
     use std::io::{BufRead, BufReader, Read};
     let mut command = Command::new(BIN);
     match filter {
@@ -379,6 +406,7 @@ fn start_serve_logging(config: &Path, filter: Option<&str>) -> Result<Server, (i
         .arg("-c")
         .arg(config)
         .args(["serve", "-p", "0"])
+        .args(serve_args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -395,10 +423,9 @@ fn start_serve_logging(config: &Path, filter: Option<&str>) -> Result<Server, (i
     // the test: it is killed after the bound below.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end, so that the server's later lines never meet a closed pipe.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -62,6 +62,16 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The `database:` section of a configuration that opens this database.
+    pub fn yaml(&self) -> String {
+        use secrecy::ExposeSecret;
+        let url = match &self.url {
+            DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres { url } => url.expose_secret().to_owned(),
+        };
+        format!("database:\n  url: \"{url}\"\n")
+    }
+
     pub async fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {
@@ -211,7 +221,11 @@ pub async fn start_custom(
     }
     let contextualizer = contextualizer
         .unwrap_or_else(|| Arc::new(duffy::contextualize::Ssh::from_config(&config.app.ssh)));
-    let engine = Engine::new(store, config, by_pool, contextualizer).expect("engine");
+    let instance =
+        duffy::engine::instances::register(&store, duffy::engine::instances::Role::Serve)
+            .await
+            .expect("register the instance");
+    let engine = Engine::new(store, config, by_pool, contextualizer, instance).expect("engine");
     let engine = Arc::new(engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -490,12 +504,7 @@ impl TestApp {
     /// The `database:` section of a configuration that opens this app's database (for
     /// commands run beside it).
     pub fn database_yaml(&self) -> String {
-        use secrecy::ExposeSecret;
-        let url = match &self.db.as_ref().expect("database").url {
-            DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
-            DatabaseUrl::Postgres { url } => url.expose_secret().to_owned(),
-        };
-        format!("database:\n  url: \"{url}\"\n")
+        self.db.as_ref().expect("database").yaml()
     }
 
     /// Runs a statement with a timestamp and an id bound as `$1` and `$2` (setting up

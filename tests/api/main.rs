@@ -24,6 +24,7 @@ mod auth;
 mod backoff;
 mod bench;
 mod browser;
+mod chaos;
 mod cli;
 mod cli_admin;
 mod client;

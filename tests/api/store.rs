@@ -10,6 +10,9 @@ use serde_json::json;
 use crate::both_backends;
 use crate::helpers::{Backend, DEFAULT_CONFIG, spawn_app_unfilled};
 
+/// An owner no instance row has: these nodes are written straight to the store.
+const NOBODY: duffy::store::instances::InstanceId = duffy::store::instances::InstanceId(0);
+
 fn object(value: serde_json::Value) -> JsonObject {
     JsonObject(value.as_object().unwrap().clone())
 }
@@ -20,10 +23,10 @@ async fn many_nodes_are_saved_each_under_its_own_condition(backend: Backend) {
     // A timestamp with microseconds and one without: both must compare equal as stored.
     let whole = store::now().date().and_hms_opt(1, 2, 3).unwrap();
     let mut tx = db.begin().await.unwrap();
-    let mut made = nodes::insert_provisioning(&mut tx, "pool-a", whole, 3)
+    let mut made = nodes::insert_provisioning(&mut tx, "pool-a", whole, 3, NOBODY)
         .await
         .unwrap();
-    let fresh = nodes::insert_provisioning(&mut tx, "pool-a", store::now(), 1)
+    let fresh = nodes::insert_provisioning(&mut tx, "pool-a", store::now(), 1, NOBODY)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -143,7 +146,7 @@ async fn many_sessions_and_links_come_back_in_the_order_asked(backend: Backend) 
     });
     let mut tx = db.begin().await.unwrap();
     let created = sessions::insert_all(&mut tx, now, &new).await.unwrap();
-    let node = nodes::insert_provisioning(&mut tx, "pool-a", now, 1)
+    let node = nodes::insert_provisioning(&mut tx, "pool-a", now, 1, NOBODY)
         .await
         .unwrap()
         .remove(0);
@@ -174,10 +177,10 @@ async fn a_fill_counts_ready_and_provisioning_nodes_of_its_pool_only(backend: Ba
     let db = app.engine.db();
     let now = store::now();
     let mut tx = db.begin().await.unwrap();
-    let mut a = nodes::insert_provisioning(&mut tx, "pool-a", now, 4)
+    let mut a = nodes::insert_provisioning(&mut tx, "pool-a", now, 4, NOBODY)
         .await
         .unwrap();
-    nodes::insert_provisioning(&mut tx, "pool-b", now, 3)
+    nodes::insert_provisioning(&mut tx, "pool-b", now, 3, NOBODY)
         .await
         .unwrap();
     // pool-a: one ready and one provisioning count; one deployed and one retired do not.
@@ -194,7 +197,9 @@ async fn a_fill_counts_ready_and_provisioning_nodes_of_its_pool_only(backend: Ba
         .unwrap();
     tx.commit().await.unwrap();
 
-    let made = nodes::fill_to_level(db, "pool-a", now, 5).await.unwrap();
+    let made = nodes::fill_to_level(db, "pool-a", now, 5, NOBODY)
+        .await
+        .unwrap();
     assert_eq!(made.len(), 3, "5 wanted, 2 count");
     assert!(made.windows(2).all(|w| w[0].id < w[1].id));
     for node in &made {
@@ -204,11 +209,17 @@ async fn a_fill_counts_ready_and_provisioning_nodes_of_its_pool_only(backend: Ba
         );
         assert_eq!(&nodes::by_id(db, node.id).await.unwrap().unwrap(), node);
     }
-    let again = nodes::fill_to_level(db, "pool-a", now, 5).await.unwrap();
+    let again = nodes::fill_to_level(db, "pool-a", now, 5, NOBODY)
+        .await
+        .unwrap();
     assert!(again.is_empty(), "at its level: nothing more");
-    let lower = nodes::fill_to_level(db, "pool-a", now, 1).await.unwrap();
+    let lower = nodes::fill_to_level(db, "pool-a", now, 1, NOBODY)
+        .await
+        .unwrap();
     assert!(lower.is_empty(), "above its level: nothing, and no error");
-    let b = nodes::fill_to_level(db, "pool-b", now, 4).await.unwrap();
+    let b = nodes::fill_to_level(db, "pool-b", now, 4, NOBODY)
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1, "pool-b counts its own three");
 }
 

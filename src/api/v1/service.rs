@@ -10,7 +10,7 @@ use warp::reply::Response;
 use crate::api::error::ApiError;
 use crate::api::v1::pools::parse_pause;
 use crate::api::wire::docs;
-use crate::api::wire::{ServiceOut, envelope};
+use crate::api::wire::{InstanceOut, ServiceOut, envelope};
 use crate::api::{State, auth, auth_header, reply, with_state};
 use crate::http::{body, json};
 
@@ -32,19 +32,15 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     show.or(update).unify().boxed()
 }
 
-/// Shows the version and what is paused: readable like the pools.
+/// Shows the version, what is paused and the live instances: readable like the pools.
 #[utoipa::path(get, path = "/api/v1/service", tag = "admin", security((), ("basic" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Version and pauses", body = docs::ServiceAnswer),
+        (status = 200, description = "Version, pauses and live instances", body = docs::ServiceAnswer),
         (status = 401, description = "Anonymous reads are off and no credentials came", body = docs::ErrorAnswer),
     ))]
 pub async fn show_service(auth: Option<String>, state: State) -> Result<Response, ApiError> {
     auth::reader(&state, auth.as_deref()).await?;
-    let pauses = state.engine.pauses().await?;
-    Ok(json(
-        StatusCode::OK,
-        &envelope("get", "service", ServiceOut::new(&pauses)),
-    ))
+    service_answer(&state, "get").await
 }
 
 /// Pauses or resumes every allocation (admins only): `{"paused": bool, "reason": str?}`.
@@ -68,10 +64,26 @@ pub async fn update_service(
     } else {
         state.engine.resume(&admin.name, None).await?;
     }
+    service_answer(&state, "put").await
+}
+
+/// The service as it is now, answering `action`.
+async fn service_answer(state: &State, action: &'static str) -> Result<Response, ApiError> {
     let pauses = state.engine.pauses().await?;
+    let me = state.engine.instance().0;
+    let instances = state
+        .engine
+        .live_instances()
+        .await?
+        .into_iter()
+        .map(|live| {
+            let this = live.instance.id == me;
+            InstanceOut::new(live, this)
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
-        &envelope("put", "service", ServiceOut::new(&pauses)),
+        &envelope(action, "service", ServiceOut::new(&pauses, instances)),
     ))
 }
 

@@ -7,8 +7,8 @@
 //!   tenant may already hold its key;
 //! * `deprovisioning` → `failed`: the machine's state is unknown.
 //!
-//! After a restart no run survives, so every node in a transient state is treated the same
-//! way at once, before the API serves ([`EnforceDeadlines::reconcile`]).
+//! A run that did not hang but died with its instance (a crash, a `kill -9`) is not failed
+//! here: its node is taken over and its work continued ([`super::takeover`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,13 +38,6 @@ pub struct SweepReport {
     pub deprovisioning_failed: Vec<i64>,
 }
 
-/// Why a sweep runs; decides what the nodes' `data.error` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cause {
-    Deadline,
-    Restart,
-}
-
 /// The deadline job.
 pub struct EnforceDeadlines {
     engine: Arc<Engine>,
@@ -58,30 +51,8 @@ impl EnforceDeadlines {
 
     /// Handles every node past its deadline, waiting for the deprovisioning runs it starts.
     pub async fn tick(&self) -> Result<SweepReport, EngineError> {
-        let (report, runs) = self.sweep(store::now(), Cause::Deadline).await?;
+        let (report, runs) = self.sweep(store::now()).await?;
         futures::future::join_all(runs.into_iter().map(|run| self.engine.deprovision(run))).await;
-        Ok(report)
-    }
-
-    /// Handles every node a previous process left in a transient state. Call it at start,
-    /// before serving; the deprovisioning runs it needs are spawned on `tracker`.
-    pub async fn reconcile(&self, tracker: &TaskTracker) -> Result<SweepReport, EngineError> {
-        let (report, runs) = self.sweep(store::now(), Cause::Restart).await?;
-        for run in runs {
-            let engine = self.engine.clone();
-            tracker.spawn(async move { engine.deprovision(run).await });
-        }
-        let total = report.provisioning_failed.len()
-            + report.contextualizing_taken_back.len()
-            + report.deprovisioning_failed.len();
-        if total > 0 {
-            tracing::warn!(
-                nodes.provisioning = ?report.provisioning_failed,
-                nodes.contextualizing = ?report.contextualizing_taken_back,
-                nodes.deprovisioning = ?report.deprovisioning_failed,
-                "reconciled {total} node(s) left in transient states by the previous run"
-            );
-        }
         Ok(report)
     }
 
@@ -100,7 +71,7 @@ impl EnforceDeadlines {
                 _ = token.cancelled() => break,
                 _ = tokio::time::sleep(period) => {}
             }
-            match self.sweep(store::now(), Cause::Deadline).await {
+            match self.sweep(store::now()).await {
                 Ok((_, runs)) => {
                     for run in runs {
                         let engine = self.engine.clone();
@@ -115,23 +86,14 @@ impl EnforceDeadlines {
         }
     }
 
-    async fn sweep(
-        &self,
-        now: NaiveDateTime,
-        cause: Cause,
-    ) -> Result<(SweepReport, Vec<Batch>), EngineError> {
+    async fn sweep(&self, now: NaiveDateTime) -> Result<(SweepReport, Vec<Batch>), EngineError> {
         let deadlines = &self.engine.config().tasks.deadlines;
-        let cutoff = |limit: TimeDelta| match cause {
-            Cause::Deadline => now.checked_sub_signed(limit).unwrap_or(now),
-            // Every transient node predates this process.
-            Cause::Restart => now,
-        };
-        let detail = |state: &str, limit: TimeDelta| match cause {
-            Cause::Deadline => format!(
+        let cutoff = |limit: TimeDelta| now.checked_sub_signed(limit).unwrap_or(now);
+        let detail = |state: &str, limit: TimeDelta| {
+            format!(
                 "{state} did not finish within {} (tasks.deadlines.{state})",
                 python_timedelta(limit)
-            ),
-            Cause::Restart => format!("{state} was interrupted by a restart of duffy"),
+            )
         };
         let mut report = SweepReport::default();
         let mut tx = self.engine.db().begin().await?;
@@ -164,8 +126,11 @@ impl EnforceDeadlines {
                 .pool
                 .clone()
                 .filter(|p| self.engine.concrete_pool(p).is_some());
-            match pool {
-                Some(_) => states::apply(&mut node, Change::Deprovision, now)?,
+            match &pool {
+                Some(pool) => {
+                    let by = self.engine.instance();
+                    states::apply(&mut node, Change::Deprovision { pool, by }, now)?
+                }
                 None => pool_gone(&mut node, now)?,
             }
             if store::nodes::save(&mut tx, &node, NodeState::Contextualizing).await? {

@@ -1,5 +1,11 @@
 //! Background work, in-process on tokio: keep pools filled, take nodes back, expire
-//! sessions, and enforce the deadlines of transient node states.
+//! sessions, enforce the deadlines of transient node states, and keep this instance's
+//! heartbeat while taking over the work of dead ones.
+//!
+//! Every instance on a database runs every job. Each claim is a compare-and-set on the
+//! node's state (the take-over's and a run's result also on the time it entered it), or
+//! runs under the pool's lock, so two instances never claim the same node, and no job
+//! needs a leader.
 //!
 //! Each job is a struct with a `tick()` that tests call directly: one round, claimed and
 //! run to its end. Its `run()` is the same round in a loop that wakes on its timer, on the
@@ -15,6 +21,7 @@ pub mod deadlines;
 pub mod deprovision;
 pub mod expire;
 pub mod fill;
+pub mod takeover;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +38,7 @@ pub use deadlines::EnforceDeadlines;
 pub use deprovision::Deprovision;
 pub use expire::ExpireSessions;
 pub use fill::FillPools;
+pub use takeover::Takeover;
 
 /// The running background jobs.
 pub struct Jobs {
@@ -76,6 +84,14 @@ impl Jobs {
                         .boxed()
                 }
             }),
+            supervise("takeover", &token, {
+                let (engine, token, tracker) = (engine.clone(), token.clone(), tracker.clone());
+                move || {
+                    Takeover::new(engine.clone())
+                        .run(token.clone(), tracker.clone())
+                        .boxed()
+                }
+            }),
             supervise("metrics-upkeep", &token, {
                 let (metrics, token) = (engine.metrics().clone(), token.clone());
                 move || crate::metrics::upkeep_loop(metrics.clone(), token.clone()).boxed()
@@ -100,7 +116,7 @@ impl Jobs {
         {
             tracing::warn!(
                 runs = self.tracker.len(),
-                "{} mechanism run(s) still going at shutdown; their nodes are reconciled at the next start",
+                "{} mechanism run(s) still going at shutdown; their nodes are taken over by another instance or at the next start",
                 self.tracker.len()
             );
         }
