@@ -351,6 +351,84 @@ async fn a_restart_takes_over_nodes_left_midway(backend: Backend) {
     );
 }
 
+/// An instance on another machine (its process cannot be seen from here) is dead only
+/// once its heartbeat is older than the lease, and only for an instance whose own
+/// heartbeat has run a whole lease: after an outage of the database, every heartbeat is
+/// old, and the first instance back must not take the others' work.
+async fn a_silent_instance_elsewhere_is_dead_after_the_lease(backend: Backend) {
+    const CONFIG: &str = r#"
+defaults: {session-lifetime: 6h, session-lifetime-max: 12h, node-quota: 10}
+tasks: {lease: 1s}
+nodepools:
+  concrete:
+    quick:
+      mechanism: {type: noop}
+      fill-level: 1
+"#;
+    use duffy::engine::jobs::Takeover;
+    use duffy::store::instances::{self, NewInstance};
+    let app = spawn_app_unfilled(backend, CONFIG).await;
+    let long_ago = store::now() - chrono::TimeDelta::minutes(5);
+    let elsewhere = NewInstance {
+        role: "serve",
+        host: "elsewhere.example.test".into(),
+        pid: 1,
+        process_space: "another/machine".into(),
+        version: "0",
+    };
+    let other = instances::register(app.engine.db(), &elsewhere, long_ago)
+        .await
+        .unwrap();
+    let mut tx = app.engine.db().begin().await.unwrap();
+    let node = store::nodes::insert_provisioning(&mut tx, "quick", store::now(), 1, other)
+        .await
+        .unwrap()
+        .remove(0);
+    tx.commit().await.unwrap();
+    let state = |id: i64| {
+        let engine = app.engine.clone();
+        async move { store::nodes::by_id(engine.db(), id).await.unwrap().unwrap() }
+    };
+
+    let mut takeover = Takeover::new(app.engine.clone());
+    let first = takeover.tick().await.unwrap();
+    assert!(
+        first.dead.is_empty() && first.provisioning.is_empty(),
+        "judged before this instance's own heartbeat covered a lease: {first:?}"
+    );
+    assert_eq!(state(node.id).await.owner, Some(other.0));
+
+    // Heartbeats without a gap for a whole lease (1 s): now the silence counts.
+    let mut report = first;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        report = takeover.tick().await.unwrap();
+        if !report.dead.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(report.dead, vec![other.0]);
+    assert_eq!(report.provisioning, vec![node.id]);
+    let taken = state(node.id).await;
+    assert_eq!(
+        taken.state,
+        NodeState::Done,
+        "deprovisioned and dropped: {taken:?}"
+    );
+    assert_eq!(taken.data.0["taken_over"]["from_instance"], other.0);
+    let live: Vec<i64> = instances::live(app.engine.db())
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        live,
+        vec![app.engine.instance().0],
+        "the silent one is stopped"
+    );
+}
+
 /// Unused nodes assigned to a pool (as `duffy import` makes of v2 hosts, or as an admin
 /// registers them with a pool) are what the pool's fill provisions first; only the rest of
 /// the fill level is made new.
@@ -402,6 +480,7 @@ both_backends!(
     expiry_tick_retires_due_sessions_only,
     nodes_stuck_past_their_deadline_are_failed,
     a_restart_takes_over_nodes_left_midway,
+    a_silent_instance_elsewhere_is_dead_after_the_lease,
 );
 
 mod deprovisioning {
