@@ -209,7 +209,14 @@ async fn call(args: &ClientArgs, loaded: &LoadedConfig) -> Result<(String, bool)
         name,
         key: SecretString::from(key),
     };
-    let answer = client.send(&auth, &call).await?;
+    let answer = match &call {
+        // A fresh key per command: its retries can never make a second session.
+        Call::RequestSession(_) => {
+            let key = uuid::Uuid::new_v4().to_string();
+            client.send_retrying(&auth, &call, &key).await?
+        }
+        _ => client.send(&auth, &call).await?,
+    };
     let (value, success) = shown(&answer)?;
     Ok((output::render(args.format, &value), success))
 }

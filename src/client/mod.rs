@@ -136,7 +136,22 @@ pub struct Client {
     http: reqwest::Client,
     api: Url,
     timeout: Duration,
+    /// The pauses before each retry of a session request.
+    retry_delays: Vec<Duration>,
 }
+
+/// How long a session request waits before each retry, after a connection failure, a
+/// timeout or a 5xx answer: every attempt carries the same `Idempotency-Key`, so a retry
+/// can never make a second session.
+pub const RETRY_DELAYS: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// The header that names a session request, so that retrying it is safe.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 impl Client {
     /// A client of the API rooted at `api_url` (e.g. `http://127.0.0.1:8080/api/v1`).
@@ -163,7 +178,19 @@ impl Client {
             .user_agent(concat!("duffy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| bad(&e.to_string()))?;
-        Ok(Client { http, api, timeout })
+        Ok(Client {
+            http,
+            api,
+            timeout,
+            retry_delays: RETRY_DELAYS.to_vec(),
+        })
+    }
+
+    /// The same client with other pauses before the retries of a session request (none:
+    /// no retry).
+    pub fn with_retry_delays(mut self, delays: &[Duration]) -> Client {
+        self.retry_delays = delays.to_vec();
+        self
     }
 
     /// The API root this client talks to (ends in `/`).
@@ -194,13 +221,18 @@ impl Client {
     }
 
     /// `POST /sessions`: asks for nodes.
+    /// Sends a fresh `Idempotency-Key` and retries on a connection failure, a timeout or a
+    /// 5xx answer ([`RETRY_DELAYS`]): at most one session comes of it.
     pub async fn request_session(
         &self,
         auth: &Auth,
         specs: &[NodesSpec],
     ) -> Result<Session, ClientError> {
-        self.fetch(auth, &Call::Allocate(specs.to_vec()), "session")
-            .await
+        let key = uuid::Uuid::new_v4().to_string();
+        let (answer, kind) = self
+            .exchange_retrying(auth, &Call::Allocate(specs.to_vec()), &key)
+            .await?;
+        decode(answer, kind, "session")
     }
 
     /// `PUT /sessions/{id}`: retires, extends or marks a session's nodes failed.
@@ -264,11 +296,58 @@ impl Client {
         Ok(self.exchange(auth, call).await?.0)
     }
 
+    /// [`Client::send`] with `key` as the call's `Idempotency-Key`, retried like
+    /// [`Client::request_session`] (`duffy client request-session`).
+    pub async fn send_retrying(
+        &self,
+        auth: &Auth,
+        call: &Call,
+        key: &str,
+    ) -> Result<Answer, ClientError> {
+        Ok(self.exchange_retrying(auth, call, key).await?.0)
+    }
+
+    /// Sends `call` with `key`, again after each of the retry delays while it fails to get
+    /// an answer or gets a 5xx one; the last outcome.
+    async fn exchange_retrying(
+        &self,
+        auth: &Auth,
+        call: &Call,
+        key: &str,
+    ) -> Result<(Answer, Option<String>), ClientError> {
+        let mut delays = self.retry_delays.iter();
+        loop {
+            let outcome = self.exchange_keyed(auth, call, Some(key)).await;
+            let retry = match &outcome {
+                Ok((answer, _)) => answer.status.is_server_error(),
+                Err(ClientError::Timeout(_) | ClientError::Unreachable(_)) => true,
+                Err(_) => false,
+            };
+            match delays.next() {
+                Some(delay) if retry => {
+                    tracing::debug!(delay = ?delay, "session request failed; retrying with the same Idempotency-Key");
+                    tokio::time::sleep(*delay).await;
+                }
+                _ => return outcome,
+            }
+        }
+    }
+
     /// Sends `call`: its answer, and the value of the answer's error-kind header, if any.
     async fn exchange(
         &self,
         auth: &Auth,
         call: &Call,
+    ) -> Result<(Answer, Option<String>), ClientError> {
+        self.exchange_keyed(auth, call, None).await
+    }
+
+    /// [`Client::exchange`] with an `Idempotency-Key`.
+    async fn exchange_keyed(
+        &self,
+        auth: &Auth,
+        call: &Call,
+        key: Option<&str>,
     ) -> Result<(Answer, Option<String>), ClientError> {
         let (method, segments) = call.route();
         let mut url = self.url(&segments)?;
@@ -276,6 +355,9 @@ impl Client {
         let mut request = self.http.request(method, url);
         if let Some(value) = auth.header()? {
             request = request.header(AUTHORIZATION, value);
+        }
+        if let Some(key) = key {
+            request = request.header(IDEMPOTENCY_KEY, key);
         }
         if let Some(body) = call.body() {
             request = request.json(&body);
@@ -318,26 +400,8 @@ impl Client {
         call: &Call,
         field: &str,
     ) -> Result<T, ClientError> {
-        let (
-            Answer {
-                status,
-                expected,
-                body,
-            },
-            kind,
-        ) = self.exchange(auth, call).await?;
-        if status != expected {
-            let detail = detail_of(&body);
-            return Err(ClientError::Api {
-                status,
-                kind: ErrorKind::of_answer(status.as_u16(), kind.as_deref(), &detail),
-                detail,
-            });
-        }
-        let unreadable = |reason: String| ClientError::Unreadable { status, reason };
-        read_field::<T>(&body, field)
-            .map_err(|e| unreadable(e.to_string()))?
-            .ok_or_else(|| unreadable(format!("no '{field}' in the answer")))
+        let (answer, kind) = self.exchange(auth, call).await?;
+        decode(answer, kind, field)
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
@@ -352,6 +416,32 @@ impl Client {
             None => cause,
         })
     }
+}
+
+/// `envelope[field]` of a success answer; any other status is an [`ClientError::Api`]
+/// with the answer's kind and `detail`.
+fn decode<T: DeserializeOwned>(
+    answer: Answer,
+    kind: Option<String>,
+    field: &str,
+) -> Result<T, ClientError> {
+    let Answer {
+        status,
+        expected,
+        body,
+    } = answer;
+    if status != expected {
+        let detail = detail_of(&body);
+        return Err(ClientError::Api {
+            status,
+            kind: ErrorKind::of_answer(status.as_u16(), kind.as_deref(), &detail),
+            detail,
+        });
+    }
+    let unreadable = |reason: String| ClientError::Unreadable { status, reason };
+    read_field::<T>(&body, field)
+        .map_err(|e| unreadable(e.to_string()))?
+        .ok_or_else(|| unreadable(format!("no '{field}' in the answer")))
 }
 
 /// The field `field` of a JSON object (an answer's envelope), `None` when absent; the
@@ -659,9 +749,52 @@ mod tests {
         };
         client
             .unwrap()
+            .with_retry_delays(&[])
             .request_session(&Auth::Anonymous, &[spec])
             .await
             .unwrap_err()
+    }
+
+    /// A session request that meets 5xx answers is sent again with the same key, and the
+    /// session of the attempt that got through is the answer.
+    #[tokio::test]
+    async fn a_session_request_is_retried_with_the_same_key() {
+        use wiremock::matchers::{method, path};
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(method("POST"))
+            .and(path("/api/v1/sessions"))
+            .respond_with(answer(503, Some("unavailable"), "try again"))
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        let session = serde_json::json!({"action": "post", "session": {
+            "id": 7, "retired_at": null, "active": true, "created_at": "2026-01-01T00:00:00",
+            "expires_at": null, "tenant": {"id": 1, "name": "t"}, "data": {"nodes_specs": []},
+            "nodes": []}});
+        wiremock::Mock::given(method("POST"))
+            .and(path("/api/v1/sessions"))
+            .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(session))
+            .mount(&server)
+            .await;
+        let client = Client::new(&format!("{}/api/v1", server.uri()), Duration::from_secs(5))
+            .unwrap()
+            .with_retry_delays(&[Duration::ZERO; 4]);
+        let spec = NodesSpec {
+            quantity: 1,
+            pool: "p".into(),
+        };
+        let got = client.request_session(&Auth::Anonymous, &[spec]).await;
+        assert_eq!(got.map(|s| s.id).ok(), Some(7));
+        let received = server.received_requests().await.unwrap();
+        let keys: Vec<_> = received
+            .iter()
+            .map(|r| r.headers.get(IDEMPOTENCY_KEY).cloned())
+            .collect();
+        assert_eq!(keys.len(), 3, "two retries");
+        assert!(
+            keys[0].is_some() && keys.iter().all(|k| *k == keys[0]),
+            "{keys:?}"
+        );
     }
 
     fn answer(status: u16, kind: Option<&str>, detail: &str) -> wiremock::ResponseTemplate {

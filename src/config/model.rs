@@ -141,7 +141,13 @@ pub struct AppConfig {
     pub ssh: SshConfig,
     /// `app.connections` (extension): what a client connection may take of the server.
     pub connections: ConnectionLimits,
+    /// `app.idempotency-window` (extension), default 24 h: how long a tenant's
+    /// `Idempotency-Key` stands for the session its request created.
+    pub idempotency_window: StdDuration,
 }
+
+/// The default of `app.idempotency-window`.
+pub const IDEMPOTENCY_WINDOW: StdDuration = StdDuration::from_secs(24 * 3600);
 
 /// `app.connections` (extension): bounds on client connections, for every listener of the
 /// process (the v3 API, and the v2 layer's own port under `serve-legacy`).
@@ -555,6 +561,8 @@ struct RawApp {
     anonymous_read: Option<bool>,
     ssh: Option<RawSsh>,
     connections: Option<RawConnections>,
+    #[serde(rename = "idempotency-window")]
+    idempotency_window: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -898,6 +906,10 @@ fn assemble(
                 Some(c) => c.resolve().map_err(loc)?,
                 None => ConnectionLimits::default(),
             },
+            idempotency_window: match a.idempotency_window {
+                Some(Dur(d)) => positive_std(d, &["app", "idempotency-window"]).map_err(loc)?,
+                None => IDEMPOTENCY_WINDOW,
+            },
         },
         None => AppConfig {
             loglevel: LogLevel::Info,
@@ -907,6 +919,7 @@ fn assemble(
             anonymous_read: true,
             ssh: SshConfig::default(),
             connections: ConnectionLimits::default(),
+            idempotency_window: IDEMPOTENCY_WINDOW,
         },
     };
 

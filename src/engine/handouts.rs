@@ -63,6 +63,9 @@ pub(crate) struct Request {
     pub specs: Vec<NodesSpec>,
     /// Nodes end `contextualizing` instead of `deployed`.
     pub needs_context: bool,
+    /// The `Idempotency-Key` the request claimed (its tenant and the key): the session is
+    /// bound to it in the transaction that creates it.
+    pub key: Option<(i64, String)>,
 }
 
 /// A request the group grants: its tenant as locked, the tenant's values, the nodes taken.
@@ -243,6 +246,11 @@ impl Inner {
                     .map(|(spec, node)| (session.id, spec.pool.as_str(), node))
             })
             .collect();
+        for (request, answer) in requests.iter().zip(&answers) {
+            if let (Some((tenant, key)), Ok((_, session, _))) = (&request.key, answer) {
+                store::idempotency::bind(&mut tx, *tenant, key, session.id).await?;
+            }
+        }
         if write_hand_outs(&mut tx, &handed).await?.len() != handed.len() {
             // Read in this transaction and under the writer (SQLite) or row locks
             // (PostgreSQL): the nodes cannot have moved.

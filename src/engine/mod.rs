@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod error;
 mod group;
 mod handouts;
+pub mod idempotency;
 pub mod instances;
 pub mod jobs;
 pub mod lifecycle;

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::group::Grouped;
 pub use super::handouts::NodesSpec;
 use super::handouts::{Request, Target, hand_out, write_hand_outs};
+use super::idempotency::{Claimed, IdempotencyKey};
 use super::states::{self, Change};
 use super::{Engine, EngineError};
 use crate::config::{Config, Defaults};
@@ -55,6 +56,15 @@ pub struct SessionView {
     pub tenant: Tenant,
     /// Its nodes as they are now, in id order.
     pub nodes: Vec<Node>,
+}
+
+/// What a session request with an `Idempotency-Key` answers.
+#[derive(Debug, Clone)]
+pub struct SessionGrant {
+    /// The session.
+    pub view: SessionView,
+    /// Whether an earlier request with the same key created it.
+    pub replayed: bool,
 }
 
 /// Who the session is for: the requester, or (admins only) the tenant named.
@@ -146,8 +156,62 @@ impl Engine {
         tenant_id: Option<i64>,
         specs: Vec<NodesSpec>,
     ) -> Result<SessionView, EngineError> {
+        self.request_session_keyed(requester, tenant_id, specs, None)
+            .await
+            .map(|grant| grant.view)
+    }
+
+    /// [`Engine::request_session`] with the client's `Idempotency-Key`: the session an
+    /// earlier request with the same key and the same request created, if there is one;
+    /// else a new one, bound to the key (see [`super::idempotency`]).
+    pub async fn request_session_keyed(
+        &self,
+        requester: &Tenant,
+        tenant_id: Option<i64>,
+        specs: Vec<NodesSpec>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<SessionGrant, EngineError> {
+        if let Some(key) = &key {
+            let fingerprint = super::idempotency::fingerprint(tenant_id, &specs);
+            let started = std::time::Instant::now();
+            while let Claimed::Replay(id) = self.claim_key(requester, key, &fingerprint).await? {
+                let view = match self.session(requester, id).await {
+                    // Undone by a failed contextualization, its key about to be let go.
+                    Err(EngineError::NotFound)
+                        if started.elapsed() < super::idempotency::WAIT_FOR_FIRST =>
+                    {
+                        tokio::time::sleep(super::idempotency::POLL).await;
+                        continue;
+                    }
+                    other => other?,
+                };
+                // The first request is still pushing keys: its answer is not known yet
+                // (a failure retires the session and lets the key go, and this one tries
+                // again).
+                let settling = view.session.retired_at.is_none()
+                    && view
+                        .nodes
+                        .iter()
+                        .any(|n| n.state == NodeState::Contextualizing);
+                if settling && started.elapsed() < super::idempotency::WAIT_FOR_FIRST {
+                    tokio::time::sleep(super::idempotency::POLL).await;
+                    continue;
+                }
+                tracing::info!(session.id = id, tenant.name = %requester.name, "answered a retried request with session {id} (same Idempotency-Key)");
+                return Ok(SessionGrant {
+                    view,
+                    replayed: true,
+                });
+            }
+        }
+        let keyed = key.as_ref().map(|k| (requester.id, k.as_str().to_owned()));
         let started = std::time::Instant::now();
-        let result = self.grant_session(requester, tenant_id, specs).await;
+        let result = self.grant_session(requester, tenant_id, specs, keyed).await;
+        if result.is_err()
+            && let Some(key) = &key
+        {
+            self.release_key(requester, key).await;
+        }
         let outcome = match &result {
             Ok(_) => SessionOutcome::Granted,
             Err(EngineError::CantReserve { .. }) => SessionOutcome::CantReserve,
@@ -159,7 +223,10 @@ impl Engine {
         };
         self.metrics()
             .session_request(outcome, result.is_ok().then(|| started.elapsed()));
-        result
+        result.map(|view| SessionGrant {
+            view,
+            replayed: false,
+        })
     }
 
     async fn grant_session(
@@ -167,10 +234,11 @@ impl Engine {
         requester: &Tenant,
         tenant_id: Option<i64>,
         specs: Vec<NodesSpec>,
+        key: Option<(i64, String)>,
     ) -> Result<SessionView, EngineError> {
         let target = session_tenant(requester, tenant_id)?;
         let needs_context = specs.iter().any(|s| self.contextualizes(Some(&s.pool)));
-        let (tenant, session, nodes) = self.reserve(target, &specs, needs_context).await?;
+        let (tenant, session, nodes) = self.reserve(target, &specs, needs_context, key).await?;
         // The pools that just lost ready nodes refill at once (duplicates merge in the set).
         let pools: Vec<String> = specs.iter().map(|s| s.pool.clone()).collect();
         if !pools.is_empty() {
@@ -202,6 +270,7 @@ impl Engine {
         target: Target,
         specs: &[NodesSpec],
         needs_context: bool,
+        key: Option<(i64, String)>,
     ) -> Result<(Tenant, Session, Vec<Node>), EngineError> {
         // Read beside the write transaction (a reader, not the writer): a pause that
         // commits while a request is already in flight does not stop that request.
@@ -215,6 +284,7 @@ impl Engine {
                 target,
                 specs: specs.to_vec(),
                 needs_context,
+                key,
             })
             .await
     }

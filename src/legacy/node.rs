@@ -40,6 +40,12 @@ pub async fn get(legacy: &Legacy, params: Params) -> Result<Response, V2Error> {
         .request_session(&auth, &[spec])
         .await
         .map_err(|e| allocation_refused(e, no_pool))?;
+    if !session.active {
+        // A retry of ours found the session its first attempt made, and it was undone
+        // since (a crash while its keys were pushed): nothing to hand out; the client
+        // waits and asks again, as for a pool without enough ready nodes.
+        return Err(V2Error::Insufficient);
+    }
     let mut nodes = session.nodes;
     nodes.sort_by_key(|n| n.id);
     let hosts: Vec<String> = nodes.into_iter().filter_map(|n| n.hostname).collect();

@@ -22,8 +22,13 @@ fn layer(server: &MockServer) -> Arc<Legacy> {
     let config = crate::config::from_yaml_str(&yaml, "test.yaml")
         .expect("config")
         .config;
-    let legacy = Legacy::new(&config.metaclient, &format!("{}/api/v1", server.uri()));
-    Arc::new(legacy.expect("layer"))
+    let mut legacy =
+        Legacy::new(&config.metaclient, &format!("{}/api/v1", server.uri())).expect("layer");
+    // Retries of a session request happen at once here.
+    legacy.client = legacy
+        .client
+        .with_retry_delays(&[std::time::Duration::ZERO; 4]);
+    Arc::new(legacy)
 }
 
 /// What a v2 client sees: status, content type, body.
@@ -338,11 +343,15 @@ async fn an_unusable_v3_answer_is_unavailable() {
     )
     .unwrap()
     .config;
-    let legacy = Legacy::new(
+    let mut legacy = Legacy::new(
         &config.metaclient,
         &format!("http://127.0.0.1:{port}/api/v1"),
-    );
-    get(&Arc::new(legacy.unwrap()), NODE_GET)
+    )
+    .unwrap();
+    legacy.client = legacy
+        .client
+        .with_retry_delays(&[std::time::Duration::ZERO; 4]);
+    get(&Arc::new(legacy), NODE_GET)
         .await
         .is_text(503, UNAVAILABLE);
 }

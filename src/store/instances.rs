@@ -153,3 +153,10 @@ pub async fn prune(db: &Db, before: NaiveDateTime) -> Result<u64, StoreError> {
         .await
         .map(|r| r.rows_affected()))?)
 }
+
+/// Whether instance `id` is live (registered and not stopped), in a write transaction.
+pub async fn is_live(tx: &mut Tx, id: i64) -> Result<bool, StoreError> {
+    const SQL: &str = "SELECT COUNT(*) FROM instances WHERE id = $1 AND stopped_at IS NULL";
+    let n: i64 = on_tx!(tx, c => sqlx::query_scalar(SQL).bind(id).fetch_one(c).await)?;
+    Ok(n > 0)
+}

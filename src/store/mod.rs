@@ -9,6 +9,7 @@
 //! while the writer works. On PostgreSQL, row locks serialize what must be serialized
 //! (a tenant's quota, a pool's fill) and nothing else.
 
+pub mod idempotency;
 pub mod imports;
 pub mod instances;
 pub mod nodes;

@@ -85,13 +85,83 @@ struct Load {
     granted: AtomicUsize,
     refused: AtomicUsize,
     errors: AtomicUsize,
+    /// Every session a client got an answer for.
+    seen: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
-/// A v3 client: asks for a node, holds it a moment, retires the session; again.
+/// The sessions of `tenant` that no client ever got an answer for: created, and lost
+/// to their client.
+async fn orphans(store: &Db, tenant: &str, seen: &std::collections::HashSet<i64>) -> usize {
+    const SQL: &str = "SELECT s.id FROM sessions s JOIN tenants t ON t.id = s.tenant_id \
+        WHERE t.name = $1";
+    let ids: Vec<i64> = match store {
+        Db::Sqlite { reader, .. } => sqlx::query_scalar(SQL).bind(tenant).fetch_all(reader).await,
+        Db::Postgres(pool) => sqlx::query_scalar(SQL).bind(tenant).fetch_all(pool).await,
+    }
+    .unwrap();
+    ids.iter().filter(|id| !seen.contains(id)).count()
+}
+
+/// The tenants of a chaos run: v3 clients with `Idempotency-Key`, v3 clients without,
+/// v2 clients (whose protocol has no key; the v2 layer sends one to v3 itself).
+const TENANTS: [&str; 3] = ["keyed", "plain", "v2"];
+
+/// Retires what each tenant still holds, as its operator would after its clients stopped
+/// (a session lost to its client is held until it expires otherwise); how many.
+async fn retire_leftovers(base: &str, tenants: &[(String, String)]) -> usize {
+    let http = reqwest::Client::new();
+    let mut retired = 0;
+    for (name, key) in tenants {
+        let listed: Value = http
+            .get(format!("{base}/api/v1/sessions"))
+            .basic_auth(name, Some(key))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for session in listed["sessions"].as_array().into_iter().flatten() {
+            let id = session["id"].as_i64().unwrap();
+            let answer = http
+                .put(format!("{base}/api/v1/sessions/{id}"))
+                .basic_auth(name, Some(key))
+                .json(&json!({"active": false}))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success(), "retiring session {id}");
+            retired += 1;
+        }
+    }
+    retired
+}
+
+/// Starts the clients of one tenant against `address`.
+fn clients_of(
+    tenant: &(String, String),
+    address: &Arc<RwLock<String>>,
+    load: &Arc<Load>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..2)
+        .map(|_| {
+            let (a, l, s) = (address.clone(), load.clone(), stop.clone());
+            match tenant.0.as_str() {
+                "v2" => tokio::spawn(v2_client(a, tenant.1.clone(), l, s)),
+                name => tokio::spawn(v3_client(a, tenant.clone(), name == "keyed", l, s)),
+            }
+        })
+        .collect()
+}
+
+/// A v3 client: asks for a node, holds it a moment, retires the session; again. With
+/// `keyed`, each request carries an `Idempotency-Key` and is sent again with it after a
+/// connection failure, as `duffy client` does; without, a failed request is given up.
 async fn v3_client(
     address: Arc<RwLock<String>>,
-    tenant: String,
-    key: String,
+    (tenant, key): (String, String),
+    keyed: bool,
     load: Arc<Load>,
     stop: Arc<AtomicBool>,
 ) {
@@ -100,15 +170,32 @@ async fn v3_client(
         .build()
         .unwrap();
     while !stop.load(Ordering::SeqCst) {
-        let base = address.read().unwrap().clone();
-        let asked = http
-            .post(format!("{base}/api/v1/sessions"))
-            .basic_auth(&tenant, Some(&key))
-            .json(&json!({"nodes_specs": [{"pool": "chaos", "quantity": "1"}]}))
-            .send()
-            .await;
-        let Ok(answer) = asked else {
-            load.errors.fetch_add(1, Ordering::SeqCst);
+        let idempotency = uuid::Uuid::new_v4().to_string();
+        let mut answer = None;
+        for _ in 0..100 {
+            let base = address.read().unwrap().clone();
+            let mut request = http
+                .post(format!("{base}/api/v1/sessions"))
+                .basic_auth(&tenant, Some(&key))
+                .json(&json!({"nodes_specs": [{"pool": "chaos", "quantity": "1"}]}));
+            if keyed {
+                request = request.header("Idempotency-Key", &idempotency);
+            }
+            match request.send().await {
+                Ok(a) if !a.status().is_server_error() => {
+                    answer = Some(a);
+                    break;
+                }
+                _ => {
+                    load.errors.fetch_add(1, Ordering::SeqCst);
+                    if !keyed {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let Some(answer) = answer else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -120,6 +207,7 @@ async fn v3_client(
         load.granted.fetch_add(1, Ordering::SeqCst);
         let body: Value = answer.json().await.unwrap_or_default();
         let id = body["session"]["id"].as_i64().unwrap_or_default();
+        load.seen.lock().unwrap().insert(id);
         tokio::time::sleep(Duration::from_millis(50)).await;
         for _ in 0..50 {
             let base = address.read().unwrap().clone();
@@ -168,6 +256,9 @@ async fn v2_client(
             continue;
         };
         load.granted.fetch_add(1, Ordering::SeqCst);
+        if let Ok(id) = ssid.parse::<i64>() {
+            load.seen.lock().unwrap().insert(id);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
         for _ in 0..50 {
             let base = address.read().unwrap().clone();
@@ -218,7 +309,7 @@ where
 
 /// Starts a server on `config` serving v2 too.
 fn serve(config: &Path) -> Server {
-    start_serve_with(config, Some("warn"), &["--legacy"]).expect("duffy serve starts")
+    start_serve_with(config, Some("warn"), &["--legacy"], None).expect("duffy serve starts")
 }
 
 /// kill -9 under v3 and v2 load, three times, each time restarting on the same database.
@@ -228,7 +319,7 @@ async fn kill_9_under_load_fails_nothing(backend: Backend) {
     let journal_path = dir.path().join("journal");
     let config_path = dir.path().join("duffy.yaml");
     std::fs::write(&config_path, config(&db, &journal_path)).unwrap();
-    let keys: Vec<(String, String)> = ["a", "b", "c"]
+    let keys: Vec<(String, String)> = TENANTS
         .iter()
         .map(|t| (t.to_string(), create_tenant(&config_path, t)))
         .collect();
@@ -249,21 +340,10 @@ async fn kill_9_under_load_fails_nothing(backend: Backend) {
     }
     let address = Arc::new(RwLock::new(server.address.clone()));
     let (load, stop) = (Arc::new(Load::default()), Arc::new(AtomicBool::new(false)));
-    let mut clients = Vec::new();
-    for (tenant, key) in &keys {
-        for _ in 0..2 {
-            let (a, l, s) = (address.clone(), load.clone(), stop.clone());
-            clients.push(tokio::spawn(v3_client(
-                a,
-                tenant.clone(),
-                key.clone(),
-                l,
-                s,
-            )));
-        }
-        let (a, l, s) = (address.clone(), load.clone(), stop.clone());
-        clients.push(tokio::spawn(v2_client(a, key.clone(), l, s)));
-    }
+    let clients: Vec<_> = keys
+        .iter()
+        .flat_map(|tenant| clients_of(tenant, &address, &load, &stop))
+        .collect();
     // The quota and "one session per node", sampled while everything runs.
     let sampler = tokio::spawn({
         let (store, stop) = (store.clone(), stop.clone());
@@ -305,6 +385,7 @@ async fn kill_9_under_load_fails_nothing(backend: Backend) {
         c.await.unwrap();
     }
     let (samples, double, over) = sampler.await.unwrap();
+    let leftovers = retire_leftovers(&server.address, &keys).await;
 
     // Everything given back: the pool settles at its fill level, nothing in flight.
     let settled = settle(Duration::from_secs(60), || async {
@@ -317,9 +398,14 @@ async fn kill_9_under_load_fails_nothing(backend: Backend) {
     let failed = count(&store, FAILED).await;
     let (provisioned, deprovisioned) = journal(&journal_path);
     let twice: Vec<_> = provisioned.iter().filter(|(_, n)| **n > 1).collect();
+    let seen = load.seen.lock().unwrap().clone();
+    let mut lost = Vec::new();
+    for tenant in TENANTS {
+        lost.push((tenant, orphans(&store, tenant, &seen).await));
+    }
     let log = server.stop();
     eprintln!(
-        "chaos {backend:?}: kills {}, nodes in flight at each kill {in_flight:?}, all taken \
+        "chaos {backend:?}: orphan sessions {lost:?} ({leftovers} left active, retired by hand); kills {}, nodes in flight at each kill {in_flight:?}, all taken \
          over (restart included) {recovered:?} after each kill, failed {failed}, sessions granted {} refused {} \
          client errors {}, samples {samples} (double allocations {double}, over quota {over}), \
          nodes provisioned {} deprovisioned {}",
@@ -369,7 +455,7 @@ async fn three_instances_take_over_from_a_killed_one() {
     let journal_path = dir.path().join("journal");
     let config_path = dir.path().join("duffy.yaml");
     std::fs::write(&config_path, config(&db, &journal_path)).unwrap();
-    let keys: Vec<(String, String)> = ["a", "b", "c"]
+    let keys: Vec<(String, String)> = TENANTS
         .iter()
         .map(|t| (t.to_string(), create_tenant(&config_path, t)))
         .collect();
@@ -389,21 +475,11 @@ async fn three_instances_take_over_from_a_killed_one() {
         .map(|s| Arc::new(RwLock::new(s.address.clone())))
         .collect();
     let (load, stop) = (Arc::new(Load::default()), Arc::new(AtomicBool::new(false)));
-    let mut clients = Vec::new();
-    for ((tenant, key), address) in keys.iter().zip(&addresses) {
-        for _ in 0..2 {
-            let (a, l, s) = (address.clone(), load.clone(), stop.clone());
-            clients.push(tokio::spawn(v3_client(
-                a,
-                tenant.clone(),
-                key.clone(),
-                l,
-                s,
-            )));
-        }
-        let (a, l, s) = (address.clone(), load.clone(), stop.clone());
-        clients.push(tokio::spawn(v2_client(a, key.clone(), l, s)));
-    }
+    let clients: Vec<_> = keys
+        .iter()
+        .zip(&addresses)
+        .flat_map(|(tenant, address)| clients_of(tenant, address, &load, &stop))
+        .collect();
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let victim = servers.remove(0);
@@ -454,6 +530,7 @@ async fn three_instances_take_over_from_a_killed_one() {
     for c in clients {
         c.await.unwrap();
     }
+    retire_leftovers(&servers[0].address, &keys).await;
     let settled = settle(Duration::from_secs(60), || async {
         count(&store, ACTIVE).await == 0
             && count(&store, IN_FLIGHT).await == 0

@@ -387,17 +387,27 @@ pub(crate) fn start_serve_logging(
     config: &Path,
     filter: Option<&str>,
 ) -> Result<Server, (i32, String)> {
-    start_serve_with(config, filter, &[])
+    start_serve_with(config, filter, &[], None)
 }
 
-/// [`start_serve_logging`] with more arguments to `serve` (e.g. `--legacy`).
+/// [`start_serve_logging`] with more arguments to `serve` (e.g. `--legacy`), and with
+/// `open_files` as its soft and hard limit of open files, when given.
 pub(crate) fn start_serve_with(
     config: &Path,
     filter: Option<&str>,
     serve_args: &[&str],
+    open_files: Option<u32>,
 ) -> Result<Server, (i32, String)> {
     use std::io::{BufRead, BufReader, Read};
-    let mut command = Command::new(BIN);
+    let mut command = match open_files {
+        // The shell sets both limits, then becomes the server.
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
     match filter {
         Some(filter) => command.env("RUST_LOG", filter),
         None => command.env_remove("RUST_LOG"),

@@ -276,3 +276,168 @@ fn bad_connection_settings_are_refused() {
         assert!(err.contains(key), "{yaml}: {err}");
     }
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// How long a flood connection is held by its client: long enough for the server to take
+/// every one it will take from the kernel's backlog (a few thousand arrive at once) and to
+/// close it after its idle or header timeout. Connections the kernel dropped from a full
+/// backlog never reach the server: their client is not told, and holds them this long.
+const FLOOD_HOLD: Duration = Duration::from_secs(30);
+
+/// The open files of process `pid` (its sockets among them).
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// One connection of the flood: opened, given half a request head (or nothing), then held
+/// for [`FLOOD_HOLD`]; whether the server closed it meanwhile (`None`: not connected).
+async fn flood_connection(address: String, half_sent: bool) -> Option<bool> {
+    let connect = TcpStream::connect(&address);
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .ok()?
+        .ok()?;
+    if half_sent {
+        let _ = stream
+            .write_all(b"GET /api/v1/pools HTTP/1.1\r\nHost: duffy\r\n")
+            .await;
+    }
+    let mut sink = Vec::new();
+    Some(
+        tokio::time::timeout(FLOOD_HOLD, stream.read_to_end(&mut sink))
+            .await
+            .is_ok(),
+    )
+}
+
+/// A real `duffy serve` limited to 1,024 open files, flooded with 2,000 idle and 2,000
+/// half-sent connections while a normal client keeps asking: every normal request is
+/// answered, the server never holds more files than its limit, and it lets every flood
+/// connection go (evicted, or after its timeout) while their clients still hold them.
+/// The figures are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_against_1024_open_files_stops_no_normal_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("duffy.yaml");
+    let db = dir.path().join("duffy.db");
+    std::fs::write(
+        &config,
+        format!(
+            "database: {{url: \"sqlite://{}\"}}\n{DEFAULT_CONFIG}\
+             app: {{connections: {{idle-timeout: 2s, header-timeout: 2s}}}}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let server = crate::cli::start_serve_with(&config, Some("warn"), &[], Some(1024))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let pid = server.pid();
+    let (rss_start, files_start) = (rss_kib(pid), open_files(pid));
+
+    // The normal client: a request at a time, each on a connection of its own; told to
+    // come back (the quick 503 of a full server, with `Retry-After: 1`), it does.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let normal = tokio::spawn({
+        let (address, stop) = (address.clone(), stop.clone());
+        async move {
+            let mut latencies = Vec::new();
+            let mut failures = Vec::new();
+            let mut told_to_retry = 0;
+            let mut started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let answer = async {
+                    let mut stream = TcpStream::connect(&address).await.ok()?;
+                    let request =
+                        b"GET /api/v1/pools HTTP/1.1\r\nHost: duffy\r\nConnection: close\r\n\r\n";
+                    stream.write_all(request).await.ok()?;
+                    let mut got = Vec::new();
+                    stream.read_to_end(&mut got).await.ok()?;
+                    Some(String::from_utf8_lossy(&got).into_owned())
+                };
+                match tokio::time::timeout(PATIENCE, answer).await {
+                    Ok(Some(text)) if text.starts_with("HTTP/1.1 200") => {
+                        latencies.push(started.elapsed())
+                    }
+                    Ok(Some(text))
+                        if text.starts_with("HTTP/1.1 503") && text.contains("retry-after: 1") =>
+                    {
+                        told_to_retry += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    other => {
+                        failures.push(format!("{other:?}").chars().take(120).collect::<String>())
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                started = Instant::now();
+            }
+            (latencies, failures, told_to_retry)
+        }
+    });
+
+    let flood_started = Instant::now();
+    let flood: Vec<_> = (0..4000)
+        .map(|i| tokio::spawn(flood_connection(address.clone(), i % 2 == 1)))
+        .collect();
+    // While the flood's clients hold on: the server's files peak, then come back down.
+    let (mut files_peak, mut rss_peak, mut let_go) = (0, 0, None);
+    while flood_started.elapsed() < FLOOD_HOLD - Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let files = open_files(pid);
+        files_peak = files_peak.max(files);
+        rss_peak = rss_peak.max(rss_kib(pid));
+        if flood_started.elapsed() > Duration::from_secs(3) && files <= files_start + 8 {
+            let_go = Some(flood_started.elapsed());
+            break;
+        }
+    }
+    let mut outcomes = Vec::new();
+    for f in flood {
+        outcomes.push(f.await.unwrap());
+    }
+    let connected = outcomes.iter().filter(|o| o.is_some()).count();
+    let closed = outcomes.iter().filter(|o| **o == Some(true)).count();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_end = rss_kib(pid);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut latencies, failures, told_to_retry) = normal.await.unwrap();
+    latencies.sort();
+    let log = server.stop();
+    eprintln!(
+        "flood against 1024 open files: {connected} of 4000 connections made, {closed} closed \
+         by the server (the others never left the kernel's backlog); the server's open files \
+         {files_start} at start, {files_peak} at most, back to start after {let_go:?}; normal \
+         requests answered {} (failed {}, told to retry {told_to_retry} times), latency (a \
+         retry's wait included) p50 {:?} max {:?}; RSS {rss_start} KiB at \
+         start, {rss_peak} KiB at most, {rss_end} KiB after",
+        latencies.len(),
+        failures.len(),
+        latencies.get(latencies.len() / 2),
+        latencies.last(),
+    );
+    assert!(failures.is_empty(), "normal requests failed: {failures:?}");
+    assert!(!latencies.is_empty(), "no normal request was made");
+    assert!(
+        files_peak <= 1024,
+        "more open files than the limit: {files_peak}"
+    );
+    assert!(
+        let_go.is_some(),
+        "the server still held the flood's connections while their clients did"
+    );
+    assert!(
+        !log.contains(" ERROR "),
+        "the flood was logged as our fault:\n{log}"
+    );
+}

@@ -32,6 +32,7 @@ mod concurrency;
 mod connections;
 mod contextualize;
 mod docs;
+mod idempotency;
 mod jobs;
 mod legacy;
 mod legacy_admin;

@@ -13,6 +13,7 @@ use crate::api::validate::{self, FieldError, Fields, Issue};
 use crate::api::wire::docs;
 use crate::api::wire::{SessionOut, envelope};
 use crate::api::{State, auth, auth_header, reply, with_state};
+use crate::engine::idempotency::IdempotencyKey;
 use crate::engine::sessions::{ExpiresAt, NodesSpec, SessionUpdate};
 use crate::http::{body, json};
 use crate::protocol::v3::MAX_QUANTITY;
@@ -28,6 +29,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let create = warp::path!("sessions")
         .and(warp::post())
         .and(auth_header())
+        .and(idempotency_key())
         .and(body())
         .and(with_state(state.clone()))
         .then(create_session)
@@ -101,35 +103,78 @@ pub async fn show_session(
     ))
 }
 
-/// Grants a session: all the nodes asked for, or none.
+/// The `Idempotency-Key` header's bytes, if the request has one.
+fn idempotency_key()
+-> impl Filter<Extract = (Option<Bytes>,), Error = std::convert::Infallible> + Clone {
+    warp::header::value(IDEMPOTENCY_KEY)
+        .map(|v: warp::http::HeaderValue| Some(Bytes::copy_from_slice(v.as_bytes())))
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+/// The header a client names a session request with, so that it can retry it safely.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Reads an `Idempotency-Key` header: 1 to 255 visible ASCII characters, else a 422.
+fn parse_key(raw: &[u8]) -> Result<IdempotencyKey, ApiError> {
+    let text = std::str::from_utf8(raw).unwrap_or("\u{fffd}");
+    IdempotencyKey::parse(text).map_err(|reason| {
+        ApiError::Validation(vec![Issue::value_error(reason).at(
+            vec!["header".into(), "Idempotency-Key".into()],
+            serde_json::Value::String(String::from_utf8_lossy(raw).into_owned()),
+        )])
+    })
+}
+
+/// Grants a session: all the nodes asked for, or none. With an `Idempotency-Key`, a retry
+/// gets the session the first request created (answered with `Idempotency-Replayed: true`).
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("basic" = []), ("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this request: a retry with the same key and request gets the same session, never a second one")),
     request_body = SessionRequest,
     responses(
-        (status = 201, description = "The session with its nodes", body = docs::SessionAnswer),
+        (status = 201, description = "The session with its nodes (also a retry with the same `Idempotency-Key`, marked `Idempotency-Replayed: true`)", body = docs::SessionAnswer,
+            headers(("Idempotency-Replayed" = String, description = "`true` when an earlier request with the same key created the session"))),
         docs::AuthFailed,
         (status = 403, description = "Quota exceeded, a retired tenant, or a session for another tenant", body = docs::ErrorAnswer),
-        (status = 422, description = "Invalid body, or not enough ready nodes (`can't reserve nodes`)", body = docs::ErrorAnswer),
+        (status = 409, description = "A request with the same `Idempotency-Key` is still being answered after 60 s", body = docs::ErrorAnswer),
+        (status = 422, description = "Invalid body or `Idempotency-Key`, the key used with another request, or not enough ready nodes (`can't reserve nodes`)", body = docs::ErrorAnswer),
         (status = 503, description = "Allocations are paused (`Retry-After: 60`), or contextualization failed (`Retry-After: 0`)", body = docs::ErrorAnswer),
     ))]
 pub async fn create_session(
     auth: Option<String>,
+    key: Option<Bytes>,
     body: Bytes,
     state: State,
 ) -> Result<Response, ApiError> {
     let requester = auth::require(&state, auth.as_deref()).await?;
+    let key = key.as_deref().map(parse_key).transpose()?;
     let (tenant_id, specs) = parse_request(&body)?;
     // Hyper drops a handler's future when its client goes away. An allocation commits in
-    // steps (reserve, contextualize, hand over), so it runs on a task of its own and always
-    // finishes or undoes itself.
+    // steps (claim the key, reserve, contextualize, hand over), so it runs on a task of
+    // its own and always finishes or undoes itself.
     let engine = state.engine.clone();
-    let view =
-        tokio::spawn(async move { engine.request_session(&requester, tenant_id, specs).await })
+    let grant = tokio::spawn(async move {
+        engine
+            .request_session_keyed(&requester, tenant_id, specs, key)
             .await
-            .map_err(|e| ApiError::Internal(format!("session request task failed: {e}")))??;
-    Ok(json(
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("session request task failed: {e}")))??;
+    let mut answer = json(
         StatusCode::CREATED,
-        &envelope("post", "session", SessionOut::new(&view, &state.engine)),
-    ))
+        &envelope(
+            "post",
+            "session",
+            SessionOut::new(&grant.view, &state.engine),
+        ),
+    );
+    if grant.replayed {
+        answer.headers_mut().insert(
+            "idempotency-replayed",
+            warp::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(answer)
 }
 
 /// Retires, extends or marks a session.

@@ -37,6 +37,8 @@ use crate::store::{self, Backend};
 
 /// How long a stopped instance that owns nothing is kept in the table.
 const KEEP_STOPPED: chrono::TimeDelta = chrono::TimeDelta::days(7);
+/// How often an instance forgets what is past keeping.
+const PRUNE_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// What a round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,6 +75,8 @@ pub struct Takeover {
     beating_since: Option<NaiveDateTime>,
     /// When this instance last renewed its heartbeat.
     last_beat: Option<NaiveDateTime>,
+    /// When it last forgot old instances and `Idempotency-Key`s.
+    last_prune: Option<NaiveDateTime>,
 }
 
 impl Takeover {
@@ -82,6 +86,7 @@ impl Takeover {
             engine,
             beating_since: None,
             last_beat: None,
+            last_prune: None,
         }
     }
 
@@ -92,16 +97,13 @@ impl Takeover {
         Ok(report)
     }
 
-    /// The round at start, before the API serves; its runs are spawned on `tracker`. Also
-    /// forgets instances stopped long ago that own nothing.
+    /// The round at start, before the API serves; its runs are spawned on `tracker`.
     pub async fn start_up(&mut self, tracker: &TaskTracker) -> Result<TakeoverReport, EngineError> {
         let (report, runs) = self.round(true).await?;
         for run in runs {
             let engine = self.engine.clone();
             tracker.spawn(async move { engine.deprovision(run).await });
         }
-        let before = store::now() - KEEP_STOPPED;
-        instances::prune(self.engine.db(), before).await?;
         Ok(report)
     }
 
@@ -228,7 +230,27 @@ impl Takeover {
                 report.nodes()
             );
         }
+        if self.last_prune.is_none_or(|at| now - at > PRUNE_EVERY) {
+            // Housekeeping: a failure must not cost the round's take-over runs.
+            if let Err(e) = self.prune(now).await {
+                tracing::warn!(error = %e, "forgetting old instances and Idempotency-Keys failed: {e}");
+            }
+        }
         Ok((report, engine.runs_by_pool(runs)))
+    }
+
+    /// Forgets instances stopped long ago that own nothing, and `Idempotency-Key`s past
+    /// their window.
+    async fn prune(&mut self, now: NaiveDateTime) -> Result<(), EngineError> {
+        let db = self.engine.db();
+        instances::prune(db, now - KEEP_STOPPED).await?;
+        let window = chrono::TimeDelta::from_std(self.engine.config().app.idempotency_window)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        if let Some(before) = now.checked_sub_signed(window) {
+            crate::store::idempotency::prune(db, before).await?;
+        }
+        self.last_prune = Some(now);
+        Ok(())
     }
 }
 
