@@ -21,8 +21,11 @@
 //!   `PUT /api/v1/sessions/{id}` `{"active": false}`;
 //! * `legacy-cycle`: `GET /Node/get` then `GET /Node/done` through the v2 layer;
 //! * `inventory`: the unkeyed `/Inventory`, with `--inventory-nodes` nodes and
-//!   `--retired-sessions` retired sessions seeded into the database.
+//!   `--retired-sessions` retired sessions seeded into the database;
+//! * `kill-9` and `takeover` ([`chaos`], not in the default list): servers killed under
+//!   load, each on a database of its own; `takeover` needs PostgreSQL.
 
+pub mod chaos;
 pub mod cpu;
 pub mod http;
 pub mod load;
@@ -55,6 +58,11 @@ pub enum Scenario {
     LegacyCycle,
     /// The unkeyed `/Inventory` of a large site.
     Inventory,
+    /// `duffy serve` killed with SIGKILL under load three times, restarted each time.
+    #[value(name = "kill-9")]
+    Kill9,
+    /// Three instances on one PostgreSQL database; one killed under load, then back.
+    Takeover,
 }
 
 impl Scenario {
@@ -64,7 +72,14 @@ impl Scenario {
             Scenario::Cycle => "cycle",
             Scenario::LegacyCycle => "legacy-cycle",
             Scenario::Inventory => "inventory",
+            Scenario::Kill9 => "kill-9",
+            Scenario::Takeover => "takeover",
         }
+    }
+
+    /// Whether the scenario kills servers (and so runs on a database of its own).
+    fn kills(self) -> bool {
+        matches!(self, Scenario::Kill9 | Scenario::Takeover)
     }
 }
 
@@ -226,16 +241,55 @@ struct Ctx {
 
 async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     let (dir, _cleanup) = server::run_dir(args.keep)?;
-    let db = BenchDb::create(&args.database, &dir).await?;
-    let result = bench_on(args, &dir, &db).await;
-    db.drop_created().await;
+    let result = bench_in(args, &dir).await;
     if args.keep {
         println!("run directory kept: {}", dir.display());
     }
     result
 }
 
+async fn bench_in(args: &BenchArgs, dir: &Path) -> Result<(), BenchError> {
+    if args.scenario.iter().any(|s| !s.kills()) {
+        let db = BenchDb::create(&args.database, dir).await?;
+        let result = bench_on(args, dir, &db).await;
+        db.drop_created().await;
+        result?;
+    }
+    for scenario in args.scenario.iter().filter(|s| s.kills()) {
+        let sub = dir.join(scenario.name());
+        std::fs::create_dir_all(&sub)?;
+        let db = BenchDb::create(&args.database, &sub).await?;
+        let exe = std::env::current_exe()?;
+        let result = match scenario {
+            Scenario::Takeover if db.backend() != "PostgreSQL" => {
+                println!(
+                    "takeover: several instances need PostgreSQL (--database postgres://…); skipped"
+                );
+                Ok(())
+            }
+            Scenario::Takeover => chaos::three_instances(&exe, &db, &sub)
+                .await
+                .map(|report| println!("{report}")),
+            _ => {
+                let kills = [700, 1100, 900].map(Duration::from_millis);
+                chaos::kill_loop(&exe, &db, &sub, &kills)
+                    .await
+                    .map(|report| println!("{report}"))
+            }
+        };
+        db.drop_created().await;
+        result?;
+    }
+    Ok(())
+}
+
 async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), BenchError> {
+    let scenarios: Vec<Scenario> = args
+        .scenario
+        .iter()
+        .copied()
+        .filter(|s| !s.kills())
+        .collect();
     let clients = args.concurrency.max(1);
     let fill_level = args
         .fill_level
@@ -247,7 +301,7 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
     )?;
     let (tenant_id, key) = server::create_tenant(&config).await?;
     let store = Db::connect(&db.url).await?;
-    if args.scenario.contains(&Scenario::Inventory) {
+    if scenarios.contains(&Scenario::Inventory) {
         let started = std::time::Instant::now();
         server::seed(
             &store,
@@ -312,7 +366,7 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
         server_pid: server.pid(),
     });
     print_header();
-    for scenario in &args.scenario {
+    for scenario in &scenarios {
         match scenario {
             Scenario::GetPools => get_pools(&ctx, args, &config_arg, dir).await?,
             Scenario::Cycle | Scenario::LegacyCycle => {
@@ -334,6 +388,8 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
                 print_row(scenario.name(), clients, &outcome.summary());
                 print_usage(&usage, outcome.rate());
             }
+            // Filtered out above: they run on databases of their own.
+            Scenario::Kill9 | Scenario::Takeover => {}
         }
     }
     let after = server::aftermath(&store).await?;

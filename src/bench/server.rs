@@ -167,6 +167,15 @@ nodepools:
 
 /// Migrates the database and creates the tenant the clients act as; returns its key.
 pub async fn create_tenant(config_path: &Path) -> Result<(i64, String), BenchError> {
+    create_named_tenant(config_path, "bench").await
+}
+
+/// Migrates the database and creates the tenant `name` (its quota the configuration's
+/// default); returns its id and key.
+pub async fn create_named_tenant(
+    config_path: &Path,
+    name: &str,
+) -> Result<(i64, String), BenchError> {
     let loaded = crate::config::load(&[config_path.to_path_buf()])
         .map_err(|e| BenchError::Database(format!("bench configuration: {e}")))?;
     let config = Arc::new(loaded.config);
@@ -176,8 +185,8 @@ pub async fn create_tenant(config_path: &Path) -> Result<(i64, String), BenchErr
         .map_err(|e| BenchError::Database(e.to_string()))?;
     let (tenant, key) = engine
         .create_tenant(TenantRequest {
-            name: "bench".into(),
-            ssh_key: "ssh-ed25519 AAAA bench".into(),
+            name: name.into(),
+            ssh_key: format!("ssh-ed25519 AAAA {name}"),
             is_admin: false,
             node_quota: None,
             session_lifetime: None,
@@ -243,7 +252,11 @@ impl Process {
     /// Starts `duffy ARGS…` (this very executable), waits for its banner's port line and
     /// keeps reading its output so that it never blocks; its log goes to `log`.
     pub async fn start(args: &[&str], log: &Path) -> Result<Process, BenchError> {
-        let exe = std::env::current_exe()?;
+        Process::start_exe(&std::env::current_exe()?, args, log).await
+    }
+
+    /// [`Process::start`] of the executable `exe` (a test names the `duffy` binary).
+    pub async fn start_exe(exe: &Path, args: &[&str], log: &Path) -> Result<Process, BenchError> {
         let mut child = Command::new(exe)
             .args(args)
             .env_remove("RUST_LOG")
@@ -284,7 +297,7 @@ impl Process {
         self.child.id()
     }
 
-    /// Stops the process and waits for it.
+    /// Stops the process with SIGKILL, as a crash would, and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;

@@ -339,16 +339,6 @@ impl Server {
         self.child.id()
     }
 
-    /// Kills the server with SIGKILL, as a crash would; what it logged until then.
-    pub(crate) fn kill9(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-
     /// Stops the server with SIGTERM, as systemd does; what it logged.
     pub(crate) fn stop(mut self) -> String {
         let _ = Command::new("kill")
