@@ -84,7 +84,7 @@ impl super::Engine {
 /// Runs `work` while renewing `engine`'s heartbeat, for a process without the background
 /// jobs (a `duffy admin` command): its mechanism runs are not taken over while it lives.
 pub async fn beating<F: std::future::Future>(engine: &super::Engine, work: F) -> F::Output {
-    let period = super::jobs::takeover::heartbeat_period(engine.config().tasks.lease);
+    let period = heartbeat_period(engine.config().tasks.lease);
     let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
@@ -96,6 +96,12 @@ pub async fn beating<F: std::future::Future>(engine: &super::Engine, work: F) ->
             }
         }
     }
+}
+
+/// How often an instance renews its heartbeat: a third of the lease, so that two late
+/// rounds in a row still keep it alive.
+pub fn heartbeat_period(lease: std::time::Duration) -> std::time::Duration {
+    (lease / 3).max(std::time::Duration::from_millis(50))
 }
 
 /// This machine's host name.

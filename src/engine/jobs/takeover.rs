@@ -19,7 +19,6 @@
 //! the same machine that is gone is dead at once, others after the lease).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use serde_json::json;
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ERROR_PAUSE;
-use crate::engine::instances::why_dead;
+use crate::engine::instances::{heartbeat_period, why_dead};
 use crate::engine::lifecycle::{Batch, pool_gone};
 use crate::engine::states::{self, Change, python_isoformat};
 use crate::engine::{Engine, EngineError};
@@ -252,10 +251,4 @@ impl Takeover {
         self.last_prune = Some(now);
         Ok(())
     }
-}
-
-/// How often an instance renews its heartbeat: a third of the lease, so that two late
-/// rounds in a row still keep it alive.
-pub fn heartbeat_period(lease: Duration) -> Duration {
-    (lease / 3).max(Duration::from_millis(50))
 }
