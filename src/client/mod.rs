@@ -138,11 +138,13 @@ pub struct Client {
     timeout: Duration,
     /// The pauses before each retry of a session request.
     retry_delays: Vec<Duration>,
+    /// Whether an attempt with no answer within the timeout is retried too.
+    retry_timeouts: bool,
 }
 
 /// How long a session request waits before each retry, after a connection failure, a
-/// timeout or a 5xx answer: every attempt carries the same `Idempotency-Key`, so a retry
-/// can never make a second session.
+/// timeout (unless turned off) or a 5xx answer: every attempt carries the same
+/// `Idempotency-Key`, so a retry can never make a second session.
 pub const RETRY_DELAYS: [Duration; 4] = [
     Duration::from_millis(250),
     Duration::from_millis(500),
@@ -183,7 +185,16 @@ impl Client {
             api,
             timeout,
             retry_delays: RETRY_DELAYS.to_vec(),
+            retry_timeouts: true,
         })
+    }
+
+    /// The same client, retrying a session request that timed out or not. A retry with the
+    /// same key waits for the attempt still running and gets its session: what a person at
+    /// a terminal wants; a caller with a deadline of its own (the v2 layer) does not.
+    pub fn retrying_timeouts(mut self, retry: bool) -> Client {
+        self.retry_timeouts = retry;
+        self
     }
 
     /// The same client with other pauses before the retries of a session request (none:
@@ -221,8 +232,9 @@ impl Client {
     }
 
     /// `POST /sessions`: asks for nodes.
-    /// Sends a fresh `Idempotency-Key` and retries on a connection failure, a timeout or a
-    /// 5xx answer ([`RETRY_DELAYS`]): at most one session comes of it.
+    /// Sends a fresh `Idempotency-Key` and retries on a connection failure, a timeout
+    /// ([`Client::retrying_timeouts`]) or a 5xx answer ([`RETRY_DELAYS`]): at most one
+    /// session comes of it.
     pub async fn request_session(
         &self,
         auth: &Auth,
@@ -307,8 +319,8 @@ impl Client {
         Ok(self.exchange_retrying(auth, call, key).await?.0)
     }
 
-    /// Sends `call` with `key`, again after each of the retry delays while it fails to get
-    /// an answer or gets a 5xx one; the last outcome.
+    /// Sends `call` with `key`, again after each of the retry delays while it cannot reach
+    /// the server, times out or gets a 5xx answer; the last outcome.
     async fn exchange_retrying(
         &self,
         auth: &Auth,
@@ -320,7 +332,8 @@ impl Client {
             let outcome = self.exchange_keyed(auth, call, Some(key)).await;
             let retry = match &outcome {
                 Ok((answer, _)) => answer.status.is_server_error(),
-                Err(ClientError::Timeout(_) | ClientError::Unreachable(_)) => true,
+                Err(ClientError::Unreachable(_)) => true,
+                Err(ClientError::Timeout(_)) => self.retry_timeouts,
                 Err(_) => false,
             };
             match delays.next() {

@@ -99,7 +99,9 @@ impl Legacy {
             }
         };
         Ok(Legacy {
-            client: Client::new(api_url, timeout)?,
+            // A v2 client waits for one answer: an attempt that timed out is not sent again
+            // (a retry would wait for it, and the answer come later still).
+            client: Client::new(api_url, timeout)?.retrying_timeouts(false),
             usermap: config.usermap.iter().cloned().collect(),
             poolmap: PoolMap::new(&config.poolmap)?,
             mangle,
