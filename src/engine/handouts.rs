@@ -15,6 +15,7 @@ use futures::FutureExt;
 use serde_json::{Map, Value, json};
 
 use super::group::{GroupOutcome, Grouped};
+use super::idempotency::KeyClaim;
 use super::states::{self, Change, Illegal};
 use super::{Effective, EngineError};
 use crate::config::{Config, Defaults};
@@ -63,9 +64,9 @@ pub(crate) struct Request {
     pub specs: Vec<NodesSpec>,
     /// Nodes end `contextualizing` instead of `deployed`.
     pub needs_context: bool,
-    /// The `Idempotency-Key` the request claimed (its tenant and the key): the session is
-    /// bound to it in the transaction that creates it.
-    pub key: Option<(i64, String)>,
+    /// The `Idempotency-Key` the request claimed: the session is bound to it in the
+    /// transaction that creates it, if the request still holds it then.
+    pub key: Option<KeyClaim>,
 }
 
 /// A request the group grants: its tenant as locked, the tenant's values, the nodes taken.
@@ -198,9 +199,34 @@ impl Inner {
             let nodes = store::nodes::claim_ready(&mut tx, pool, quantity).await?;
             ready.insert(pool, (nodes, 0));
         }
+        // A request whose key a retry took over meanwhile (it waited so long that its claim
+        // looked abandoned) gives way: the retry answers for it.
+        let mut holds_key = Vec::with_capacity(requests.len());
+        for request in requests {
+            holds_key.push(match &request.key {
+                None => true,
+                Some(claim) => {
+                    store::idempotency::still_held(
+                        &mut tx,
+                        claim.tenant_id,
+                        &claim.key,
+                        self.instance,
+                        claim.claimed_at,
+                    )
+                    .await?
+                }
+            });
+        }
         let decisions: Vec<_> = requests
             .iter()
-            .map(|request| self.decide(request, &mut tenants, &mut ready))
+            .zip(holds_key)
+            .map(|(request, holds_key)| match &request.key {
+                Some(claim) if !holds_key => Err(EngineError::Conflict(format!(
+                    "a retry with Idempotency-Key {} took this request over",
+                    claim.key
+                ))),
+                _ => self.decide(request, &mut tenants, &mut ready),
+            })
             .collect();
         // Only now the writes, for the requests granted: one statement each for the
         // sessions, the nodes and the links of the whole group.
@@ -247,8 +273,8 @@ impl Inner {
             })
             .collect();
         for (request, answer) in requests.iter().zip(&answers) {
-            if let (Some((tenant, key)), Ok((_, session, _))) = (&request.key, answer) {
-                store::idempotency::bind(&mut tx, *tenant, key, session.id).await?;
+            if let (Some(claim), Ok((_, session, _))) = (&request.key, answer) {
+                store::idempotency::bind(&mut tx, claim.tenant_id, &claim.key, session.id).await?;
             }
         }
         if write_hand_outs(&mut tx, &handed).await?.len() != handed.len() {

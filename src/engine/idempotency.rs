@@ -54,10 +54,22 @@ impl IdempotencyKey {
     }
 }
 
+/// A key this request holds: it binds its session to it, if it still holds it then.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyClaim {
+    /// The tenant that sent the key.
+    pub tenant_id: i64,
+    /// The key.
+    pub key: String,
+    /// When this request claimed it: with the instance, what tells its claim from a later
+    /// one of a retry that took the key over.
+    pub claimed_at: chrono::NaiveDateTime,
+}
+
 /// What claiming a key found.
 pub(crate) enum Claimed {
     /// The key is this request's: go on and bind the session to it.
-    Mine,
+    Mine(KeyClaim),
     /// An earlier request with this key created this session: answer with it.
     Replay(i64),
 }
@@ -93,10 +105,15 @@ impl Engine {
                 claimed_by: self.instance().0,
                 session_id: None,
             };
+            let mine = Claimed::Mine(KeyClaim {
+                tenant_id: requester.id,
+                key: key.as_str().to_owned(),
+                claimed_at: now,
+            });
             let mut tx = self.db().begin().await?;
             if idempotency::insert(&mut tx, &row).await? {
                 tx.commit().await?;
-                return Ok(Claimed::Mine);
+                return Ok(mine);
             }
             let Some(found) = idempotency::lock(&mut tx, requester.id, key.as_str()).await? else {
                 // Let go between the two statements: claim it again.
@@ -105,7 +122,7 @@ impl Engine {
             if now - found.created_at > window {
                 idempotency::reclaim(&mut tx, &row).await?;
                 tx.commit().await?;
-                return Ok(Claimed::Mine);
+                return Ok(mine);
             }
             if found.fingerprint != fingerprint {
                 return Err(EngineError::Unprocessable(format!(
@@ -121,10 +138,11 @@ impl Engine {
             let abandoned = now - found.created_at
                 > chrono::TimeDelta::from_std(WAIT_FOR_FIRST).unwrap_or(chrono::TimeDelta::MAX);
             if abandoned || !instances::is_live(&mut tx, found.claimed_by).await? {
-                // Nobody will create its session: this request goes on.
+                // Nobody will create its session: this request goes on. Should the first
+                // one still reach its hand-out, it finds its claim gone and gives way.
                 idempotency::reclaim(&mut tx, &row).await?;
                 tx.commit().await?;
-                return Ok(Claimed::Mine);
+                return Ok(mine);
             }
             drop(tx);
             if started.elapsed() > WAIT_FOR_FIRST {
@@ -137,12 +155,19 @@ impl Engine {
         }
     }
 
-    /// Lets `key` go after its request ended without a session.
-    pub(crate) async fn release_key(&self, requester: &Tenant, key: &IdempotencyKey) {
-        if let Err(e) =
-            idempotency::release(self.db(), requester.id, key.as_str(), self.instance()).await
-        {
-            tracing::warn!(error = %e, tenant.id = requester.id, "could not release an Idempotency-Key: {e}");
+    /// Lets a key go after its request ended without a session, if the request still
+    /// holds it.
+    pub(crate) async fn release_key(&self, claim: &KeyClaim) {
+        let released = idempotency::release(
+            self.db(),
+            claim.tenant_id,
+            &claim.key,
+            self.instance(),
+            claim.claimed_at,
+        )
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, tenant.id = claim.tenant_id, "could not release an Idempotency-Key: {e}");
         }
     }
 }

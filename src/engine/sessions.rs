@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::group::Grouped;
 pub use super::handouts::NodesSpec;
 use super::handouts::{Request, Target, hand_out, write_hand_outs};
-use super::idempotency::{Claimed, IdempotencyKey};
+use super::idempotency::{Claimed, IdempotencyKey, KeyClaim};
 use super::states::{self, Change};
 use super::{Engine, EngineError};
 use crate::config::{Config, Defaults};
@@ -171,10 +171,18 @@ impl Engine {
         specs: Vec<NodesSpec>,
         key: Option<IdempotencyKey>,
     ) -> Result<SessionGrant, EngineError> {
+        let mut claim = None;
         if let Some(key) = &key {
             let fingerprint = super::idempotency::fingerprint(tenant_id, &specs);
             let started = std::time::Instant::now();
-            while let Claimed::Replay(id) = self.claim_key(requester, key, &fingerprint).await? {
+            loop {
+                let id = match self.claim_key(requester, key, &fingerprint).await? {
+                    Claimed::Mine(mine) => {
+                        claim = Some(mine);
+                        break;
+                    }
+                    Claimed::Replay(id) => id,
+                };
                 let view = match self.session(requester, id).await {
                     // Undone by a failed contextualization, its key about to be let go.
                     Err(EngineError::NotFound)
@@ -204,13 +212,14 @@ impl Engine {
                 });
             }
         }
-        let keyed = key.as_ref().map(|k| (requester.id, k.as_str().to_owned()));
         let started = std::time::Instant::now();
-        let result = self.grant_session(requester, tenant_id, specs, keyed).await;
+        let result = self
+            .grant_session(requester, tenant_id, specs, claim.clone())
+            .await;
         if result.is_err()
-            && let Some(key) = &key
+            && let Some(claim) = &claim
         {
-            self.release_key(requester, key).await;
+            self.release_key(claim).await;
         }
         let outcome = match &result {
             Ok(_) => SessionOutcome::Granted,
@@ -234,7 +243,7 @@ impl Engine {
         requester: &Tenant,
         tenant_id: Option<i64>,
         specs: Vec<NodesSpec>,
-        key: Option<(i64, String)>,
+        key: Option<KeyClaim>,
     ) -> Result<SessionView, EngineError> {
         let target = session_tenant(requester, tenant_id)?;
         let needs_context = specs.iter().any(|s| self.contextualizes(Some(&s.pool)));
@@ -270,7 +279,7 @@ impl Engine {
         target: Target,
         specs: &[NodesSpec],
         needs_context: bool,
-        key: Option<(i64, String)>,
+        key: Option<KeyClaim>,
     ) -> Result<(Tenant, Session, Vec<Node>), EngineError> {
         // Read beside the write transaction (a reader, not the writer): a pause that
         // commits while a request is already in flight does not stop that request.

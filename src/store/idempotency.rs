@@ -73,7 +73,34 @@ pub async fn reclaim(tx: &mut Tx, row: &KeyRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Binds the session a request created to its key, in the transaction that created it.
+/// Whether the request that claimed `key` as `by` at `claimed_at` still holds it, with no
+/// session yet; the row is locked for the transaction on PostgreSQL (SQLite's single
+/// writer serializes), so that the hand-out that asks can bind it.
+pub async fn still_held(
+    tx: &mut Tx,
+    tenant_id: i64,
+    key: &str,
+    by: InstanceId,
+    claimed_at: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    const SQLITE: &str = "SELECT 1 FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 \
+        AND claimed_by = $3 AND created_at = $4 AND session_id IS NULL";
+    const POSTGRES: &str = "SELECT 1 FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 \
+        AND claimed_by = $3 AND created_at = $4 AND session_id IS NULL FOR UPDATE";
+    let found: Option<i32> = on_tx_per_backend!(tx, sqlite: SQLITE, postgres: POSTGRES, |c, sql| {
+        sqlx::query_scalar(sql)
+            .bind(tenant_id)
+            .bind(key)
+            .bind(by.0)
+            .bind(claimed_at)
+            .fetch_optional(c)
+            .await
+    })?;
+    Ok(found.is_some())
+}
+
+/// Binds the session a request created to its key, in the transaction that created it
+/// (after [`still_held`] said the key is the request's).
 pub async fn bind(
     tx: &mut Tx,
     tenant_id: i64,
@@ -93,14 +120,21 @@ pub async fn bind(
 }
 
 /// Lets a key go when its request ended without a session (or with one undone, when
-/// contextualization failed), if `by` still holds it.
-pub async fn release(db: &Db, tenant_id: i64, key: &str, by: InstanceId) -> Result<(), StoreError> {
+/// contextualization failed), if that request (`by`, at `claimed_at`) still holds it.
+pub async fn release(
+    db: &Db,
+    tenant_id: i64,
+    key: &str,
+    by: InstanceId,
+    claimed_at: NaiveDateTime,
+) -> Result<(), StoreError> {
     const SQL: &str = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 \
-        AND claimed_by = $3";
+        AND claimed_by = $3 AND created_at = $4";
     on_writer!(db, c => sqlx::query(SQL)
         .bind(tenant_id)
         .bind(key)
         .bind(by.0)
+        .bind(claimed_at)
         .execute(c)
         .await
         .map(|_| ()))?;

@@ -124,7 +124,29 @@ async fn parallel_retries_make_one_session(backend: Backend) {
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
 }
 
+/// A claim left without a session for longer than any request takes to reserve its
+/// nodes (its request was lost) is taken over by the retry, which then runs.
+async fn an_abandoned_claim_is_taken_over(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, key) = app.tenant("t", None).await;
+    let (status, first, _, _) = ask(&app, "t", &key, "k", "pool-a", 1).await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.retire(crate::helpers::Auth::Basic("t", &key), first.unwrap())
+        .await;
+    // As if the request had claimed the key two minutes ago and never made its session.
+    app.exec_at(
+        "UPDATE idempotency_keys SET session_id = NULL, created_at = $1 WHERE tenant_id = $2",
+        duffy::store::now() - chrono::TimeDelta::minutes(2),
+        tenant.id,
+    )
+    .await;
+    let (status, id, replayed, body) = ask(&app, "t", &key, "k", "pool-a", 1).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{body}");
+    assert!(id.is_some() && id != first, "a session of its own");
+}
+
 both_backends!(
+    an_abandoned_claim_is_taken_over,
     a_retry_with_the_same_key_gets_the_same_session,
     the_same_key_with_another_request_is_refused,
     a_refused_request_lets_its_key_go,
