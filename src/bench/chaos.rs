@@ -167,23 +167,8 @@ impl Run {
     /// Starts a server; its log is a file of its own in the run's directory.
     async fn serve(&mut self) -> Result<Process, BenchError> {
         self.logs += 1;
-        let config = self.config.to_string_lossy().into_owned();
         let log = self.dir.join(format!("server-{}.log", self.logs));
-        Process::start_exe(
-            &self.exe,
-            &[
-                "-c",
-                &config,
-                "serve",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "--legacy",
-            ],
-            &log,
-        )
-        .await
+        Process::serve(&self.exe, &self.config, &log).await
     }
 
     async fn count(&self, sql: &'static str) -> Result<i64, BenchError> {
@@ -459,6 +444,14 @@ pub async fn three_instances(
     Ok(report)
 }
 
+/// The HTTP client of one of the run's clients.
+fn client() -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()
+}
+
 /// A v3 client: asks for a node, holds it a moment, retires the session; again. With
 /// `keyed`, each request carries an `Idempotency-Key` and is sent again with it after a
 /// connection failure or a 5xx, as `duffy client` does; without, such a request is given
@@ -470,10 +463,7 @@ async fn v3_client(
     load: Arc<Load>,
     stop: Arc<AtomicBool>,
 ) {
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    else {
+    let Some(http) = client() else {
         return;
     };
     let base = || address.read().map(|a| a.clone()).unwrap_or_default();
@@ -534,10 +524,7 @@ async fn v2_client(
     load: Arc<Load>,
     stop: Arc<AtomicBool>,
 ) {
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    else {
+    let Some(http) = client() else {
         return;
     };
     let base = || address.read().map(|a| a.clone()).unwrap_or_default();

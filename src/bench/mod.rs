@@ -318,20 +318,8 @@ async fn bench_on(args: &BenchArgs, dir: &Path, db: &BenchDb) -> Result<(), Benc
         );
     }
     let config_arg = config.to_string_lossy().into_owned();
-    let server = Process::start(
-        &[
-            "-c",
-            &config_arg,
-            "serve",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "--legacy",
-        ],
-        &dir.join("server.log"),
-    )
-    .await?;
+    let server =
+        Process::serve(&std::env::current_exe()?, &config, &dir.join("server.log")).await?;
     server::wait_for_ready(&store, POOL, i64::from(fill_level)).await?;
     println!(
         "duffy bench: {} on {} core(s), {clients} client(s), {} per scenario, pool fill level {fill_level}, server log level {}",

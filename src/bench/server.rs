@@ -255,6 +255,22 @@ impl Process {
         Process::start_exe(&std::env::current_exe()?, args, log).await
     }
 
+    /// `exe -c CONFIG serve --legacy` on a free loopback port: the server under test.
+    pub async fn serve(exe: &Path, config: &Path, log: &Path) -> Result<Process, BenchError> {
+        let config = config.to_string_lossy();
+        let args = [
+            "-c",
+            &config,
+            "serve",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--legacy",
+        ];
+        Process::start_exe(exe, &args, log).await
+    }
+
     /// [`Process::start`] of the executable `exe` (a test names the `duffy` binary).
     pub async fn start_exe(exe: &Path, args: &[&str], log: &Path) -> Result<Process, BenchError> {
         let mut child = Command::new(exe)

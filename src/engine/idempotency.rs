@@ -116,10 +116,6 @@ impl Engine {
                 return Ok(mine);
             }
             let mut tx = self.db().begin().await?;
-            if idempotency::insert(&mut tx, &row).await? {
-                tx.commit().await?;
-                return Ok(mine);
-            }
             let Some(found) = idempotency::lock(&mut tx, requester.id, key.as_str()).await? else {
                 // Let go between the two statements: claim it again.
                 continue;

@@ -250,22 +250,14 @@ impl Engine {
             let quantity = fill_level - store::nodes::count_filling(&mut tx, &pool.name).await?;
             let waiting = store::nodes::assigned_unused(&mut tx, &pool.name).await?;
             let all_taken = i64::try_from(waiting.len()).unwrap_or(i64::MAX) <= quantity;
-            for mut node in waiting {
+            for node in waiting {
                 if adopted.len() as i64 >= quantity {
                     break;
                 }
-                let by = self.instance();
-                states::apply(
-                    &mut node,
-                    Change::Provision {
-                        pool: &pool.name,
-                        by,
-                    },
-                    now,
-                )?;
-                if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
-                    adopted.push(node);
-                }
+                adopted.extend(
+                    self.provision_unused(&mut tx, node, &pool.name, now)
+                        .await?,
+                );
             }
             if all_taken {
                 self.forget_assigned(&pool.name);
@@ -302,25 +294,17 @@ impl Engine {
                     }
                 };
                 let mut claimed = Vec::new();
-                for mut node in store::nodes::reusable_unused(&mut tx).await? {
+                for node in store::nodes::reusable_unused(&mut tx).await? {
                     if claimed.len() as i64 >= quantity {
                         break;
                     }
                     if !wanted.iter().all(|(k, v)| node.data.0.get(k) == Some(v)) {
                         continue;
                     }
-                    let by = self.instance();
-                    states::apply(
-                        &mut node,
-                        Change::Provision {
-                            pool: &pool.name,
-                            by,
-                        },
-                        now,
-                    )?;
-                    if store::nodes::save(&mut tx, &node, NodeState::Unused).await? {
-                        claimed.push(node);
-                    }
+                    claimed.extend(
+                        self.provision_unused(&mut tx, node, &pool.name, now)
+                            .await?,
+                    );
                 }
                 claimed
             }
@@ -328,6 +312,22 @@ impl Engine {
         tx.commit().await?;
         adopted.extend(claimed);
         Ok(adopted)
+    }
+
+    /// Claims an unused node for a provisioning run of `pool`; the node, if it was still
+    /// unused.
+    async fn provision_unused(
+        &self,
+        tx: &mut store::Tx,
+        mut node: Node,
+        pool: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<Node>, EngineError> {
+        let by = self.instance();
+        states::apply(&mut node, Change::Provision { pool, by }, now)?;
+        Ok(store::nodes::save(tx, &node, NodeState::Unused)
+            .await?
+            .then_some(node))
     }
 
     /// Reads which pools have unused nodes assigned to them, the first time or when

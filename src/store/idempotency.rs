@@ -32,21 +32,8 @@ const INSERT: &str = "INSERT INTO idempotency_keys \
     (tenant_id, key, fingerprint, created_at, claimed_by, session_id) \
     VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (tenant_id, key) DO NOTHING";
 
-/// Claims `key` for a request; returns whether it was free (no row yet).
-pub async fn insert(tx: &mut Tx, row: &KeyRow) -> Result<bool, StoreError> {
-    let done = on_tx!(tx, c => sqlx::query(INSERT)
-        .bind(row.tenant_id)
-        .bind(&row.key)
-        .bind(&row.fingerprint)
-        .bind(row.created_at)
-        .bind(row.claimed_by)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(done == 1)
-}
-
-/// [`insert`] as a statement of its own.
+/// Claims `key` for a request, as a statement of its own; returns whether it was free
+/// (no row yet).
 pub async fn insert_now(db: &Db, row: &KeyRow) -> Result<bool, StoreError> {
     let done = on_writer!(db, c => sqlx::query(INSERT)
         .bind(row.tenant_id)

@@ -107,16 +107,17 @@ pub async fn stop(db: &Db, id: InstanceId, now: NaiveDateTime) -> Result<(), Sto
     Ok(())
 }
 
+/// [`live`] and [`live_in`]'s statement.
+const LIVE: &str = "SELECT * FROM instances WHERE stopped_at IS NULL ORDER BY id";
+
 /// Every instance not stopped, oldest first.
 pub async fn live(db: &Db) -> Result<Vec<Instance>, StoreError> {
-    const SQL: &str = "SELECT * FROM instances WHERE stopped_at IS NULL ORDER BY id";
-    Ok(on_reader!(db, c => sqlx::query_as(SQL).fetch_all(c).await)?)
+    Ok(on_reader!(db, c => sqlx::query_as(LIVE).fetch_all(c).await)?)
 }
 
 /// Every instance not stopped, in a write transaction (the take-over reads them there).
 pub async fn live_in(tx: &mut Tx) -> Result<Vec<Instance>, StoreError> {
-    const SQL: &str = "SELECT * FROM instances WHERE stopped_at IS NULL ORDER BY id";
-    Ok(on_tx!(tx, c => sqlx::query_as(SQL).fetch_all(c).await)?)
+    Ok(on_tx!(tx, c => sqlx::query_as(LIVE).fetch_all(c).await)?)
 }
 
 /// Declares an instance dead at `now`, if it is not stopped already; returns whether it was

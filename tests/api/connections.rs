@@ -279,12 +279,7 @@ fn bad_connection_settings_are_refused() {
 
 /// The resident memory of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    duffy::bench::server::memory(pid).map_or(0, |(rss, _)| rss / 1024)
 }
 
 /// How long a flood connection is held by its client: long enough for the server to take
@@ -428,9 +423,11 @@ async fn a_flood_against_1024_open_files_stops_no_normal_client() {
     );
     assert!(failures.is_empty(), "normal requests failed: {failures:?}");
     assert!(!latencies.is_empty(), "no normal request was made");
+    // The kernel never lets it hold more than 1,024; holding all of them would mean it
+    // ran out (accepting would fail) instead of capping its connections below.
     assert!(
-        files_peak <= 1024,
-        "more open files than the limit: {files_peak}"
+        files_peak < 1024,
+        "the server ran out of open files: {files_peak}"
     );
     assert!(
         let_go.is_some(),

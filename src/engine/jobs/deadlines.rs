@@ -17,7 +17,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ERROR_PAUSE;
+use super::{ERROR_PAUSE, spawn_deprovisioning};
 use crate::config::python_timedelta;
 use crate::engine::lifecycle::{Batch, pool_gone};
 use crate::engine::states::{self, Change};
@@ -72,12 +72,7 @@ impl EnforceDeadlines {
                 _ = tokio::time::sleep(period) => {}
             }
             match self.sweep(store::now()).await {
-                Ok((_, runs)) => {
-                    for run in runs {
-                        let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.deprovision(run).await });
-                    }
-                }
+                Ok((_, runs)) => spawn_deprovisioning(&self.engine, &tracker, runs),
                 Err(e) => {
                     tracing::error!(error = %e, "checking node deadlines failed: {e}");
                     tokio::time::sleep(ERROR_PAUSE).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ERROR_PAUSE;
+use super::{ERROR_PAUSE, spawn_deprovisioning};
 use crate::engine::lifecycle::DeprovisionReport;
 use crate::engine::{Engine, EngineError};
 
@@ -57,10 +57,7 @@ impl Deprovision {
                         // There may be more than one batch's worth: look again.
                         self.engine.wakers().deprovision.notify_one();
                     }
-                    for run in runs {
-                        let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.deprovision(run).await });
-                    }
+                    spawn_deprovisioning(&self.engine, &tracker, runs);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "claiming nodes to deprovision failed: {e}");

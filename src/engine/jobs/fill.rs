@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ERROR_PAUSE;
+use super::{ERROR_PAUSE, spawn_deprovisioning};
 use crate::engine::lifecycle::{Batch, ProvisionReport};
 use crate::engine::{Engine, EngineError, FillScope};
 
@@ -128,10 +128,7 @@ impl Round {
     /// Starts everything on `tracker`: a run per recycled batch, a task per pool's
     /// provisioning (a slow pool never holds up another's outcome).
     fn spawn(self, engine: &Arc<Engine>, tracker: &TaskTracker) {
-        for run in self.recycle {
-            let engine = engine.clone();
-            tracker.spawn(async move { engine.deprovision(run).await });
-        }
+        spawn_deprovisioning(engine, tracker, self.recycle);
         for runs in by_pool(self.provision) {
             let engine = engine.clone();
             tracker.spawn(async move { engine.provision_round(runs).await });

@@ -123,6 +123,18 @@ impl Jobs {
     }
 }
 
+/// Spawns deprovisioning runs on `tracker`, where shutdown waits for them.
+pub(crate) fn spawn_deprovisioning(
+    engine: &Arc<Engine>,
+    tracker: &TaskTracker,
+    runs: Vec<super::lifecycle::Batch>,
+) {
+    for run in runs {
+        let engine = engine.clone();
+        tracker.spawn(async move { engine.deprovision(run).await });
+    }
+}
+
 /// A pause after a failed round, so a broken database does not turn a loop into a spin.
 pub(crate) const ERROR_PAUSE: Duration = Duration::from_secs(1);
 

@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ERROR_PAUSE;
+use super::{ERROR_PAUSE, spawn_deprovisioning};
 use crate::engine::instances::{heartbeat_period, why_dead};
 use crate::engine::lifecycle::{Batch, pool_gone};
 use crate::engine::states::{self, Change, python_isoformat};
@@ -99,10 +99,7 @@ impl Takeover {
     /// The round at start, before the API serves; its runs are spawned on `tracker`.
     pub async fn start_up(&mut self, tracker: &TaskTracker) -> Result<TakeoverReport, EngineError> {
         let (report, runs) = self.round(true).await?;
-        for run in runs {
-            let engine = self.engine.clone();
-            tracker.spawn(async move { engine.deprovision(run).await });
-        }
+        spawn_deprovisioning(&self.engine, tracker, runs);
         Ok(report)
     }
 
@@ -116,12 +113,7 @@ impl Takeover {
                 _ = tokio::time::sleep(period) => {}
             }
             match self.round(false).await {
-                Ok((_, runs)) => {
-                    for run in runs {
-                        let engine = self.engine.clone();
-                        tracker.spawn(async move { engine.deprovision(run).await });
-                    }
-                }
+                Ok((_, runs)) => spawn_deprovisioning(&self.engine, &tracker, runs),
                 Err(e) => {
                     tracing::error!(error = %e, "heartbeat and take-over round failed: {e}");
                     tokio::time::sleep(ERROR_PAUSE).await;
